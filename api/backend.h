@@ -1,0 +1,137 @@
+/*
+ * backend.h - the contract between msgpipe's neutral core and a backend.
+ *
+ * These are the functions a backend must implement.  The core (api/core.c)
+ * checks every argument once - NULL handles and out-pointers, timeouts,
+ * option values, names - and only then calls the backend, so a backend may
+ * assume:
+ *   - handles and out-pointers are non-NULL;
+ *   - timeout_ms is MSGPIPE_INFINITE (-1) or >= 0;
+ *   - a name has been parsed and fits the system's limit (msgpipe__name);
+ *   - options are complete and valid (msgpipe__opts).
+ * Every function returns MSGPIPE_OK or a negative MSGPIPE_E* code, records
+ * the native error behind an OS failure with msgpipe__set_os_error(), and
+ * never raises SIGPIPE.  Internal non-static names start with "msgpipe__".
+ *
+ * Each backend file compiles only on its platform; CMake picks one backend.
+ */
+#ifndef MSGPIPE_BACKEND_H
+#define MSGPIPE_BACKEND_H
+
+#include "msgpipe.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- What the core hands to a backend --------------------------------- */
+
+/* Options after defaults are applied and values checked. */
+typedef struct msgpipe__opts {
+    uint64_t max_message; /* >= 1 */
+    int access;           /* msgpipe_access */
+    int pending;          /* >= 1 */
+    int linger_ms;        /* -1 or >= 0 */
+} msgpipe__opts;
+
+enum msgpipe__name_kind {
+    MSGPIPE__NAME_PATH = 1,     /* a file system path (POSIX) */
+    MSGPIPE__NAME_ABSTRACT = 2, /* Linux abstract namespace; sys[0] is '@' */
+    MSGPIPE__NAME_WIN32 = 3     /* \\.\pipe\NAME (UTF-8) */
+};
+
+/* Longest system name the core produces, in bytes, without the NUL. */
+#define MSGPIPE__NAME_MAX 1024
+
+/* A parsed name: sys is the system form (NUL-terminated), len its length. */
+typedef struct msgpipe__name {
+    int kind;
+    size_t len;
+    char sys[MSGPIPE__NAME_MAX + 1];
+} msgpipe__name;
+
+/* What a backend tells the core about names. */
+enum msgpipe__name_style {
+    MSGPIPE__STYLE_POSIX = 1,
+    MSGPIPE__STYLE_WIN32 = 2
+};
+
+typedef struct msgpipe__backend_info {
+    const char *name;      /* msgpipe_backend() */
+    int style;             /* msgpipe__name_style */
+    size_t path_max;       /* longest system name accepted, without NUL */
+    int abstract_names;    /* 1 if "@NAME" is supported */
+    int default_pending;   /* default for msgpipe_options.pending */
+} msgpipe__backend_info;
+
+/* ---- Neutral helpers (api/core.c, api/names.c, api/frame.c) ----------- */
+
+/* Record the native error behind a failure, for msgpipe_last_os_error(). */
+void msgpipe__set_os_error(int err);
+
+/* Parse a user's name by the rules in msgpipe.h.  runtime_dir is the value
+ * of XDG_RUNTIME_DIR (may be NULL); it is used for plain names on POSIX.
+ * Pure function: no system calls.  Returns OK, EBADNAME, ENAMETOOLONG or
+ * ENOTSUP. */
+int msgpipe__name_parse(const char *name, const msgpipe__backend_info *bi,
+                        const char *runtime_dir, msgpipe__name *out);
+
+/* POSIX framing (Python multiprocessing.connection): a 4-byte big-endian
+ * signed length, or -1 followed by an 8-byte big-endian length for messages
+ * of 2^31 bytes or more.  MSGPIPE__FRAME_HDR_MAX is the longest header. */
+#define MSGPIPE__FRAME_HDR_MAX 12
+
+/* Write the header for a message of len bytes into hdr; returns its size
+ * (4 or 12). */
+size_t msgpipe__frame_encode(uint8_t hdr[MSGPIPE__FRAME_HDR_MAX], uint64_t len);
+
+/* Decode a header from the avail bytes at buf.  Returns 1 and sets *len and
+ * *hdr_len when a whole header is there, 0 when more bytes are needed, or
+ * MSGPIPE_EPROTO for a negative length other than -1 or an 8-byte length
+ * of 2^63 or more. */
+int msgpipe__frame_decode(const uint8_t *buf, size_t avail, uint64_t *len,
+                          size_t *hdr_len);
+
+/* ---- What a backend implements ---------------------------------------- */
+
+extern const msgpipe__backend_info msgpipe__backend;
+
+/* Milliseconds from a monotonic clock (arbitrary origin). */
+int64_t msgpipe__now_ms(void);
+
+/* Create a server on a parsed name.  Never blocks. */
+int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
+                      msgpipe_server **out);
+
+/* Wait up to timeout_ms for a client; ESHUTDOWN once shut down. */
+int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out);
+
+/* Wake msgpipe__b_accept and make later accepts fail; any thread; idempotent. */
+void msgpipe__b_server_shutdown(msgpipe_server *srv);
+
+/* Remove the name and free the server; no accept may be running. */
+void msgpipe__b_server_close(msgpipe_server *srv);
+
+/* Connect with a deadline (timeout 0: one attempt). */
+int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
+                       int timeout_ms, msgpipe **out);
+
+/* Send one message; EMSGSIZE above the pipe's max_message.  msg may be NULL
+ * when len is 0. */
+int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms);
+
+/* Receive one message into buf; ENOBUFS keeps it queued; EMSGSIZE drops it.
+ * buf may be NULL when cap is 0. */
+int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
+                    int timeout_ms);
+
+/* Receive one message into a buffer from malloc() of len + 1 bytes, the
+ * last one zero. */
+int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms);
+
+/* Peer process identity, as recorded by the system. */
+int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info);
+
+/* Graceful close (see msgpipe_close) and free. */
+void msgpipe__b_close(msgpipe *p);
+
+#endif /* MSGPIPE_BACKEND_H */

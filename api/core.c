@@ -1,0 +1,270 @@
+/*
+ * core.c - the backend-neutral half of msgpipe: error strings, options,
+ * argument checks, then dispatch to the backend (api/backend.h).
+ *
+ * Every public call checks its arguments here, once, so that both backends
+ * reject bad input with the same codes and before any system call.
+ */
+#include "backend.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Version and backend ---------------------------------------------- */
+
+#define MSGPIPE__STR2(x) #x
+#define MSGPIPE__STR(x) MSGPIPE__STR2(x)
+
+int msgpipe_version(void) { return MSGPIPE_VERSION; }
+
+const char *msgpipe_version_string(void)
+{
+    return MSGPIPE__STR(MSGPIPE_VERSION_MAJOR) "." MSGPIPE__STR(
+        MSGPIPE_VERSION_MINOR) "." MSGPIPE__STR(MSGPIPE_VERSION_PATCH);
+}
+
+const char *msgpipe_backend(void) { return msgpipe__backend.name; }
+
+/* ---- Errors ------------------------------------------------------------ */
+
+const char *msgpipe_strerror(int err)
+{
+    switch (err) {
+#define MSGPIPE__STRERROR(name, value, text)                                   \
+    case MSGPIPE_##name:                                                       \
+        return text;
+        MSGPIPE_ERRNO_MAP(MSGPIPE__STRERROR)
+#undef MSGPIPE__STRERROR
+    default:
+        return "unknown msgpipe error";
+    }
+}
+
+const char *msgpipe_errname(int err)
+{
+    switch (err) {
+#define MSGPIPE__ERRNAME(name, value, text)                                    \
+    case MSGPIPE_##name:                                                       \
+        return #name;
+        MSGPIPE_ERRNO_MAP(MSGPIPE__ERRNAME)
+#undef MSGPIPE__ERRNAME
+    default:
+        return "UNKNOWN";
+    }
+}
+
+/* The native error is kept per thread so that concurrent calls on other
+ * handles cannot overwrite the one a caller is about to inspect. */
+#if defined(_MSC_VER)
+#define MSGPIPE__TLS __declspec(thread)
+#elif defined(__GNUC__) || defined(__clang__)
+#define MSGPIPE__TLS __thread
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define MSGPIPE__TLS _Thread_local
+#else
+#define MSGPIPE__TLS /* no thread-local storage: shared by all threads */
+#endif
+
+static MSGPIPE__TLS int msgpipe__os_error;
+
+void msgpipe__set_os_error(int err) { msgpipe__os_error = err; }
+
+int msgpipe_last_os_error(void) { return msgpipe__os_error; }
+
+/* ---- Options ----------------------------------------------------------- */
+
+#define MSGPIPE__DEFAULT_LINGER_MS 5000
+/* A struct_size beyond this is not a msgpipe_options: most likely the
+ * caller forgot msgpipe_options_init(). */
+#define MSGPIPE__OPTIONS_SIZE_MAX 4096
+
+/* True if the caller's struct (of opt->struct_size bytes) has field f. */
+#define MSGPIPE__HAS(opt, f)                                                   \
+    (offsetof(msgpipe_options, f) + sizeof((opt)->f) <= (opt)->struct_size)
+
+void msgpipe_options_init_size(msgpipe_options *opt, size_t opt_size)
+{
+    msgpipe_options d;
+
+    if (opt == NULL || opt_size < sizeof(uint32_t))
+        return;
+    memset(&d, 0, sizeof(d));
+    d.max_message = MSGPIPE_DEFAULT_MAX_MESSAGE;
+    d.access = MSGPIPE_ACCESS_OWNER;
+    d.pending = msgpipe__backend.default_pending;
+    d.linger_ms = MSGPIPE__DEFAULT_LINGER_MS;
+    /* A program built against an older, smaller struct gets only the
+     * fields it knows; one built against a newer, larger struct gets ours
+     * and zeroes for the rest. */
+    if (opt_size > sizeof(d)) {
+        memset(opt, 0, opt_size);
+        memcpy(opt, &d, sizeof(d));
+        opt->struct_size = (uint32_t)sizeof(d);
+    } else {
+        memcpy(opt, &d, opt_size);
+        opt->struct_size = (uint32_t)opt_size;
+    }
+}
+
+/* Turn the caller's options (or NULL) into complete, checked options. */
+static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
+{
+    o->max_message = MSGPIPE_DEFAULT_MAX_MESSAGE;
+    o->access = MSGPIPE_ACCESS_OWNER;
+    o->pending = msgpipe__backend.default_pending;
+    o->linger_ms = MSGPIPE__DEFAULT_LINGER_MS;
+    if (opt == NULL)
+        return MSGPIPE_OK;
+    if (opt->struct_size < sizeof(uint32_t) ||
+        opt->struct_size > MSGPIPE__OPTIONS_SIZE_MAX)
+        return MSGPIPE_EINVAL;
+    if (MSGPIPE__HAS(opt, max_message) && opt->max_message != 0) {
+        if (opt->max_message > (uint64_t)INT64_MAX)
+            return MSGPIPE_EINVAL;
+        o->max_message = opt->max_message;
+    }
+    if (MSGPIPE__HAS(opt, access)) {
+        if (opt->access < MSGPIPE_ACCESS_OWNER ||
+            opt->access > MSGPIPE_ACCESS_WORLD)
+            return MSGPIPE_EINVAL;
+        o->access = opt->access;
+    }
+    if (MSGPIPE__HAS(opt, pending)) {
+        if (opt->pending < 0)
+            return MSGPIPE_EINVAL;
+        if (opt->pending > 0)
+            o->pending = opt->pending;
+    }
+    if (MSGPIPE__HAS(opt, linger_ms)) {
+        if (opt->linger_ms < -1)
+            return MSGPIPE_EINVAL;
+        o->linger_ms = opt->linger_ms;
+    }
+    return MSGPIPE_OK;
+}
+
+/* ---- Calls ------------------------------------------------------------- */
+
+static int msgpipe__timeout_ok(int timeout_ms) { return timeout_ms >= -1; }
+
+static int msgpipe__name_get(const char *name, msgpipe__name *n)
+{
+    const char *dir = NULL;
+
+    if (msgpipe__backend.style == MSGPIPE__STYLE_POSIX)
+        dir = getenv("XDG_RUNTIME_DIR");
+    return msgpipe__name_parse(name, &msgpipe__backend, dir, n);
+}
+
+int msgpipe_listen(const char *name, const msgpipe_options *opt,
+                   msgpipe_server **out)
+{
+    msgpipe__name n;
+    msgpipe__opts o;
+    int rc;
+
+    if (out == NULL)
+        return MSGPIPE_EINVAL;
+    *out = NULL;
+    rc = msgpipe__opts_get(opt, &o);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    rc = msgpipe__name_get(name, &n);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    return msgpipe__b_listen(&n, &o, out);
+}
+
+int msgpipe_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (srv == NULL || out == NULL || !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_accept(srv, timeout_ms, out);
+}
+
+void msgpipe_server_shutdown(msgpipe_server *srv)
+{
+    if (srv != NULL)
+        msgpipe__b_server_shutdown(srv);
+}
+
+void msgpipe_server_close(msgpipe_server *srv)
+{
+    if (srv != NULL)
+        msgpipe__b_server_close(srv);
+}
+
+int msgpipe_connect(const char *name, const msgpipe_options *opt,
+                    int timeout_ms, msgpipe **out)
+{
+    msgpipe__name n;
+    msgpipe__opts o;
+    int rc;
+
+    if (out == NULL)
+        return MSGPIPE_EINVAL;
+    *out = NULL;
+    if (!msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    rc = msgpipe__opts_get(opt, &o);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    rc = msgpipe__name_get(name, &n);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    return msgpipe__b_connect(&n, &o, timeout_ms, out);
+}
+
+int msgpipe_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
+{
+    if (p == NULL || (msg == NULL && len > 0) ||
+        !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_send(p, msg, len, timeout_ms);
+}
+
+int msgpipe_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
+                 int timeout_ms)
+{
+    if (len != NULL)
+        *len = 0;
+    if (p == NULL || len == NULL || (buf == NULL && cap > 0) ||
+        !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_recv(p, buf, cap, len, timeout_ms);
+}
+
+int msgpipe_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
+{
+    if (msg != NULL)
+        *msg = NULL;
+    if (len != NULL)
+        *len = 0;
+    if (p == NULL || msg == NULL || len == NULL ||
+        !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_recv_alloc(p, msg, len, timeout_ms);
+}
+
+void msgpipe_free(void *msg) { free(msg); }
+
+int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info)
+{
+    if (info != NULL) {
+        info->pid = -1;
+        info->uid = -1;
+        info->gid = -1;
+    }
+    if (p == NULL || info == NULL)
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_peer(p, info);
+}
+
+void msgpipe_close(msgpipe *p)
+{
+    if (p != NULL)
+        msgpipe__b_close(p);
+}

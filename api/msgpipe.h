@@ -1,0 +1,380 @@
+/*
+ * msgpipe.h - one message-pipe API for local inter-process communication.
+ *
+ * This is the only header a msgpipe user includes.  The same program compiles
+ * against either backend, chosen when the library is built:
+ *
+ *   "win32-pipe"   Windows named pipes in message mode (\\.\pipe\NAME).
+ *   "posix-socket" Unix domain stream sockets with a length prefix on every
+ *                  message (Linux, the BSDs, macOS).
+ *
+ * Model
+ * -----
+ * A server listens on a name.  Each msgpipe_accept() yields one pipe: a duplex,
+ * ordered, reliable channel of messages with one client.  A client calls
+ * msgpipe_connect() and gets a pipe.  A message is a byte string of 0 to
+ * max_message bytes; one send is one message and one receive returns exactly
+ * one whole message - never merged, split or silently truncated.
+ *
+ * Return values
+ * -------------
+ * Every call that can fail returns MSGPIPE_OK (0) or one negative
+ * MSGPIPE_E* code from the table below.  msgpipe_strerror() describes a code;
+ * msgpipe_last_os_error() gives the operating-system error behind the last
+ * failure in the calling thread, for diagnostics.
+ *
+ * Timeouts
+ * --------
+ * Every call that can block takes timeout_ms: MSGPIPE_INFINITE (-1) waits
+ * forever, MSGPIPE_NOWAIT (0) does not wait, a positive value waits at most
+ * that many milliseconds.  Any other negative value is MSGPIPE_EINVAL.  A
+ * call that returns MSGPIPE_ETIMEDOUT has lost nothing and may be retried.
+ *
+ * Threads
+ * -------
+ * Distinct handles may be used from distinct threads freely.  On one pipe,
+ * one thread may send while another receives; any other concurrent use of
+ * one pipe (two senders, two receivers, close while in use) must be
+ * serialised by the caller.  msgpipe_server_shutdown() is the one call that
+ * may be made on a server while another thread is inside msgpipe_accept().
+ *
+ * Signals
+ * -------
+ * msgpipe never raises SIGPIPE and never changes signal dispositions.  A
+ * signal that interrupts a blocking call is handled inside (the call goes on
+ * with the time left); it is not reported as an error.
+ */
+#ifndef MSGPIPE_H
+#define MSGPIPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* MSGPIPE_EXTERN marks every public function.  Define MSGPIPE_STATIC when
+ * linking the static library on Windows so that no dllimport is used. */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(MSGPIPE_BUILD_SHARED)
+#define MSGPIPE_EXTERN __declspec(dllexport)
+#elif defined(MSGPIPE_STATIC) || defined(MSGPIPE_BUILD)
+#define MSGPIPE_EXTERN
+#else
+#define MSGPIPE_EXTERN __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define MSGPIPE_EXTERN __attribute__((visibility("default")))
+#else
+#define MSGPIPE_EXTERN
+#endif
+
+/* ---- Version ---------------------------------------------------------- */
+
+#define MSGPIPE_VERSION_MAJOR 0
+#define MSGPIPE_VERSION_MINOR 1
+#define MSGPIPE_VERSION_PATCH 0
+/* One number, MAJOR * 10000 + MINOR * 100 + PATCH, for compile-time tests. */
+#define MSGPIPE_VERSION                                                        \
+    (MSGPIPE_VERSION_MAJOR * 10000 + MSGPIPE_VERSION_MINOR * 100 +             \
+     MSGPIPE_VERSION_PATCH)
+
+/* msgpipe_version - the MSGPIPE_VERSION of the library actually linked
+ * (which may differ from the header a program was compiled with). */
+MSGPIPE_EXTERN int msgpipe_version(void);
+
+/* msgpipe_version_string - the same as "MAJOR.MINOR.PATCH"; a static string. */
+MSGPIPE_EXTERN const char *msgpipe_version_string(void);
+
+/* msgpipe_backend - the backend this library was built with:
+ * "posix-socket", "posix-fifo" or "win32-pipe".  A static string. */
+MSGPIPE_EXTERN const char *msgpipe_backend(void);
+
+/* ---- Errors ----------------------------------------------------------- */
+
+/* XX(NAME, value, description).  One table generates the enum, the strings
+ * of msgpipe_strerror() and the names of msgpipe_errname(); values never
+ * change once released. */
+#define MSGPIPE_ERRNO_MAP(XX)                                                  \
+    XX(OK, 0, "success")                                                       \
+    XX(EINVAL, -1, "invalid argument")                                         \
+    XX(EBADNAME, -2, "invalid pipe name")                                      \
+    XX(ENAMETOOLONG, -3, "pipe name too long for this system")                 \
+    XX(ENOTSUP, -4, "not supported on this system")                            \
+    XX(ENOMEM, -5, "out of memory")                                            \
+    XX(ETIMEDOUT, -6, "timed out")                                             \
+    XX(ENOENT, -7, "no server is listening on that name")                      \
+    XX(EBUSY, -8, "server busy: every pending connection slot is taken")       \
+    XX(EADDRINUSE, -9, "name already used by a live server")                   \
+    XX(EACCES, -10, "access denied")                                           \
+    XX(ECLOSED, -11, "pipe closed by the peer")                                \
+    XX(ENOBUFS, -12, "buffer too small for the next message")                  \
+    XX(EMSGSIZE, -13, "message larger than max_message")                       \
+    XX(ESHUTDOWN, -14, "server shut down")                                     \
+    XX(EPROTO, -15, "protocol error: malformed data from the peer")            \
+    XX(EMFILE, -16, "too many open files")                                     \
+    XX(EIO, -17, "system error (see msgpipe_last_os_error)")
+
+typedef enum msgpipe_errno {
+#define MSGPIPE_ERRNO_ENUM_(name, value, text) MSGPIPE_##name = (value),
+    MSGPIPE_ERRNO_MAP(MSGPIPE_ERRNO_ENUM_)
+#undef MSGPIPE_ERRNO_ENUM_
+        MSGPIPE_ERRNO_LAST_ = -18
+} msgpipe_errno;
+
+/* msgpipe_strerror - a one-line English description of an error code.
+ * Never NULL; an unknown code gives "unknown msgpipe error".  The string is
+ * static: do not free it.  Thread-safe. */
+MSGPIPE_EXTERN const char *msgpipe_strerror(int err);
+
+/* msgpipe_errname - the code's name without prefix ("ETIMEDOUT", "OK");
+ * "UNKNOWN" for an unknown code.  Static string.  Thread-safe. */
+MSGPIPE_EXTERN const char *msgpipe_errname(int err);
+
+/* msgpipe_last_os_error - the native error (errno on POSIX, GetLastError()
+ * on Windows) behind the last msgpipe call in this thread that failed with
+ * an operating-system error, or 0 if there was none.  Kept per thread. */
+MSGPIPE_EXTERN int msgpipe_last_os_error(void);
+
+/* ---- Options ---------------------------------------------------------- */
+
+#define MSGPIPE_INFINITE (-1)
+#define MSGPIPE_NOWAIT 0
+
+/* Default max_message: 64 MiB. */
+#define MSGPIPE_DEFAULT_MAX_MESSAGE ((uint64_t)64 * 1024 * 1024)
+
+/* Who may connect to a server (msgpipe_options.access). */
+typedef enum msgpipe_access {
+    MSGPIPE_ACCESS_OWNER = 0, /* the server's user only (default)       */
+    MSGPIPE_ACCESS_GROUP = 1, /* also the server's group (POSIX: 0660)   */
+    MSGPIPE_ACCESS_WORLD = 2  /* every local user (POSIX: 0666)          */
+} msgpipe_access;
+
+/*
+ * msgpipe_options - settings for msgpipe_listen() and msgpipe_connect().
+ *
+ * Always initialise with msgpipe_options_init() before setting fields: it
+ * records the size of the struct this program was compiled with, so a newer
+ * library with more fields reads only the fields this program knows and uses
+ * its defaults for the rest.  Fields are only ever added at the end.
+ */
+typedef struct msgpipe_options {
+    /* Set by msgpipe_options_init(); do not change. */
+    uint32_t struct_size;
+    /* Receive limit for each pipe made with these options: a larger
+     * incoming message is discarded and its receive returns
+     * MSGPIPE_EMSGSIZE.  Default MSGPIPE_DEFAULT_MAX_MESSAGE; 0 means the
+     * default.  Also the largest message msgpipe_send() accepts. */
+    uint64_t max_message;
+    /* Server only: who may connect (msgpipe_access).  Default OWNER. */
+    int access;
+    /* Server only: how many connections may wait for msgpipe_accept()
+     * (POSIX listen backlog; Windows pending pipe instances).  Default 16
+     * (POSIX) or 4 (Windows); 0 means the default. */
+    int pending;
+    /* msgpipe_close(): how long to wait, in ms, to finish writing a message
+     * that a timed-out send had already partly written (see msgpipe_send).
+     * Default 5000; -1 forever; 0 do not wait (the peer then sees a
+     * truncated message and MSGPIPE_ECLOSED). */
+    int linger_ms;
+} msgpipe_options;
+
+/* msgpipe_options_init_size - fill *opt with the defaults; opt_size is the
+ * size of the caller's struct.  Use the msgpipe_options_init() macro. */
+MSGPIPE_EXTERN void msgpipe_options_init_size(msgpipe_options *opt,
+                                              size_t opt_size);
+
+/* msgpipe_options_init - set every field of *opt to its default. */
+#define msgpipe_options_init(opt)                                              \
+    msgpipe_options_init_size((opt), sizeof(msgpipe_options))
+
+/* ---- Handles ---------------------------------------------------------- */
+
+typedef struct msgpipe_server msgpipe_server; /* a listening name */
+typedef struct msgpipe msgpipe;               /* one connected pipe */
+
+/*
+ * Names.  One portable name works on both systems:
+ *
+ *   "ABC" (no '/' or '\')   Windows: \\.\pipe\ABC
+ *                           POSIX:   $XDG_RUNTIME_DIR/ABC when that variable
+ *                                    is set to an absolute path, else /tmp/ABC
+ *   a path with '/'         POSIX: used as given ("./x.sock", "/run/a/s");
+ *                           Windows: MSGPIPE_EBADNAME
+ *   "\\.\pipe\ABC"          Windows: used as given; POSIX: MSGPIPE_EBADNAME
+ *   "@ABC"                  Linux: the abstract socket namespace;
+ *                           elsewhere MSGPIPE_ENOTSUP
+ *
+ * A name that is NULL, empty, or ends in a separator is MSGPIPE_EBADNAME; one
+ * whose system form does not fit the system's limit (sun_path on POSIX,
+ * 256 characters on Windows) is MSGPIPE_ENAMETOOLONG.  Both are found before
+ * any system call: a name is never truncated.  Names are UTF-8.
+ */
+
+/*
+ * msgpipe_listen - start a server on `name`.
+ *
+ * opt may be NULL for the defaults.  Does not block.  On success *out is a
+ * new server owned by the caller (release it with msgpipe_server_close()).
+ *
+ * POSIX: the socket file is created with mode 0600 (0660/0666 with wider
+ * access).  A socket file left by a dead server is removed, but only after a
+ * connect to it is refused; a regular file in the way is never removed.
+ *
+ * Errors: EINVAL (out NULL, bad option), EBADNAME, ENAMETOOLONG, ENOTSUP,
+ * EADDRINUSE (a live server has the name, or a non-socket file is there),
+ * EACCES, ENOMEM, EMFILE, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_listen(const char *name,
+                                  const msgpipe_options *opt,
+                                  msgpipe_server **out);
+
+/*
+ * msgpipe_accept - wait for the next client and return its pipe.
+ *
+ * Blocks up to timeout_ms.  On success *out is a new pipe owned by the
+ * caller (release it with msgpipe_close()).  Only one thread at a time may
+ * be in msgpipe_accept() on one server.
+ *
+ * Errors: EINVAL, ETIMEDOUT (no client came; nothing lost), ESHUTDOWN
+ * (msgpipe_server_shutdown() was called, before or during the wait), EMFILE,
+ * ENOMEM, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_accept(msgpipe_server *srv, int timeout_ms,
+                                  msgpipe **out);
+
+/*
+ * msgpipe_server_shutdown - stop a server from any thread.
+ *
+ * A thread blocked in msgpipe_accept() on srv returns MSGPIPE_ESHUTDOWN
+ * promptly, and so does every later msgpipe_accept().  New clients are no
+ * longer accepted (they may still be queued until msgpipe_server_close()).
+ * Pipes already accepted are not affected.  Does not block; thread-safe;
+ * calling it again does nothing.  srv stays valid until
+ * msgpipe_server_close().
+ */
+MSGPIPE_EXTERN void msgpipe_server_shutdown(msgpipe_server *srv);
+
+/*
+ * msgpipe_server_close - release a server.
+ *
+ * Removes its name (POSIX: the socket file, if it is still the one this
+ * server made), refuses clients still waiting, and frees srv.  Pipes already
+ * accepted stay open.  No thread may be inside msgpipe_accept() on srv: call
+ * msgpipe_server_shutdown() and join that thread first.  NULL is ignored.
+ */
+MSGPIPE_EXTERN void msgpipe_server_close(msgpipe_server *srv);
+
+/*
+ * msgpipe_connect - connect to the server listening on `name`.
+ *
+ * opt may be NULL for the defaults (only max_message and linger_ms apply to
+ * a client).  With timeout_ms 0 it makes one attempt: ENOENT if no server
+ * listens there, EBUSY if the server has no free pending slot.  Otherwise it
+ * waits, retrying, for a server to appear and to have room, up to
+ * timeout_ms; then ETIMEDOUT.  On success *out is a new pipe owned by the
+ * caller (release it with msgpipe_close()).
+ *
+ * Errors: EINVAL, EBADNAME, ENAMETOOLONG, ENOTSUP, ENOENT, EBUSY, ETIMEDOUT,
+ * EACCES (the server does not admit this user), EMFILE, ENOMEM, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_connect(const char *name,
+                                   const msgpipe_options *opt, int timeout_ms,
+                                   msgpipe **out);
+
+/*
+ * msgpipe_send - send one message of len bytes (len may be 0).
+ *
+ * Blocks up to timeout_ms while the peer is not reading.  The bytes are
+ * copied or written before it returns; msg stays the caller's.  Returns
+ * MSGPIPE_OK once the message is committed: it will reach the peer ahead of
+ * any later message, even if the pipe is closed right after (see
+ * msgpipe_close).  On ETIMEDOUT nothing of this message was sent and the
+ * call may be retried.
+ *
+ * POSIX detail: if the time runs out after part of a message went out, the
+ * rest is kept inside the pipe and the call returns MSGPIPE_OK; the next
+ * msgpipe_send() (or msgpipe_close()) finishes it first.
+ *
+ * Errors: EINVAL (p NULL, msg NULL with len > 0), EMSGSIZE (len larger than
+ * the pipe's max_message), ETIMEDOUT, ECLOSED (the peer has gone), ENOMEM,
+ * EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_send(msgpipe *p, const void *msg, size_t len,
+                                int timeout_ms);
+
+/*
+ * msgpipe_recv - receive the next message into buf (capacity cap).
+ *
+ * Blocks up to timeout_ms for a message.  On success *len is the message's
+ * length and buf holds it.  If the message is larger than cap, the call
+ * returns MSGPIPE_ENOBUFS, sets *len to the size needed, and the message
+ * stays queued: retry with a buffer of at least *len bytes.  If the message
+ * is larger than max_message it is discarded without being stored, the call
+ * returns MSGPIPE_EMSGSIZE with *len set to its announced size, and the
+ * next call receives the message after it.  buf may be NULL when cap is 0.
+ *
+ * Errors: EINVAL (p or len NULL, buf NULL with cap > 0), ETIMEDOUT (nothing
+ * lost), ENOBUFS, EMSGSIZE, ECLOSED (the peer closed; every message it sent
+ * before closing has been received), EPROTO, ENOMEM, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_recv(msgpipe *p, void *buf, size_t cap,
+                                size_t *len, int timeout_ms);
+
+/*
+ * msgpipe_recv_alloc - receive the next message into a new buffer.
+ *
+ * As msgpipe_recv(), but *msg receives a buffer of exactly *len bytes
+ * (plus one hidden zero byte after them, so text may be used as a C
+ * string), allocated by msgpipe; release it with msgpipe_free().  An empty
+ * message still gives a non-NULL buffer.  Memory grows as the bytes arrive,
+ * never ahead of them on the strength of a length the peer announced.
+ *
+ * Errors: EINVAL, ETIMEDOUT (nothing lost), EMSGSIZE, ECLOSED, EPROTO,
+ * ENOMEM (the message stays queued), EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_recv_alloc(msgpipe *p, void **msg, size_t *len,
+                                      int timeout_ms);
+
+/* msgpipe_free - release a buffer from msgpipe_recv_alloc().  NULL is
+ * ignored.  Use this, not free(): on Windows the library may use another C
+ * runtime than the program. */
+MSGPIPE_EXTERN void msgpipe_free(void *msg);
+
+/* Who is at the other end of a pipe. */
+typedef struct msgpipe_peer_info {
+    int64_t pid; /* process id, or -1 if the system cannot tell */
+    int64_t uid; /* POSIX user id, or -1 (always -1 on Windows) */
+    int64_t gid; /* POSIX group id, or -1 (always -1 on Windows) */
+} msgpipe_peer_info;
+
+/*
+ * msgpipe_peer - identify the process at the other end of p.
+ *
+ * The values are those the operating system recorded when the pipe was
+ * connected (SO_PEERCRED / getpeereid on POSIX,
+ * GetNamedPipeClientProcessId / GetNamedPipeServerProcessId on Windows), not
+ * anything the peer claims.  Does not block.
+ *
+ * Errors: EINVAL, ENOTSUP (the system reports nothing), EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info);
+
+/*
+ * msgpipe_close - close a pipe and release it.
+ *
+ * Graceful: every message whose msgpipe_send() returned MSGPIPE_OK is still
+ * delivered to the peer, which then receives MSGPIPE_ECLOSED.  Blocks only
+ * to finish a message a timed-out send had partly written, at most the
+ * linger_ms option.  Messages not yet received from the peer are dropped.
+ * NULL is ignored.
+ */
+MSGPIPE_EXTERN void msgpipe_close(msgpipe *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MSGPIPE_H */

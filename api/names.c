@@ -1,0 +1,128 @@
+/*
+ * names.c - one portable pipe name, mapped to each system's form.
+ *
+ * The rules are those documented in msgpipe.h and docs/names.md.  This file
+ * makes no system call: it is a pure function of the name, the backend's
+ * limits and XDG_RUNTIME_DIR, so it can be tested and fuzzed alone.  A name
+ * that does not fit is rejected, never truncated.
+ */
+#include "backend.h"
+
+#include <string.h>
+
+#define MSGPIPE__WIN_PREFIX "\\\\.\\pipe\\"
+#define MSGPIPE__WIN_PREFIX_LEN 9
+
+static int msgpipe__put(msgpipe__name *out, int kind, const char *a,
+                        size_t alen, const char *b, size_t blen,
+                        size_t limit)
+{
+    if (alen + blen > limit || alen + blen > MSGPIPE__NAME_MAX)
+        return MSGPIPE_ENAMETOOLONG;
+    memcpy(out->sys, a, alen);
+    memcpy(out->sys + alen, b, blen);
+    out->sys[alen + blen] = '\0';
+    out->len = alen + blen;
+    out->kind = kind;
+    return MSGPIPE_OK;
+}
+
+/* "\\.\pipe\" with "pipe" in any case, as Windows accepts it. */
+static int msgpipe__has_win_prefix(const char *name, size_t len)
+{
+    static const char lower[] = "\\\\.\\pipe\\";
+    size_t i;
+
+    if (len < MSGPIPE__WIN_PREFIX_LEN)
+        return 0;
+    for (i = 0; i < MSGPIPE__WIN_PREFIX_LEN; i++) {
+        char c = name[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (c != lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+static int msgpipe__parse_win32(const char *name, size_t len,
+                                const msgpipe__backend_info *bi,
+                                msgpipe__name *out)
+{
+    if (msgpipe__has_win_prefix(name, len)) {
+        if (len == MSGPIPE__WIN_PREFIX_LEN)
+            return MSGPIPE_EBADNAME; /* "\\.\pipe\" with no name */
+        return msgpipe__put(out, MSGPIPE__NAME_WIN32, name, len, "", 0,
+                            bi->path_max);
+    }
+    if (name[0] == '@')
+        return MSGPIPE_ENOTSUP; /* the abstract namespace is Linux only */
+    /* A path (or a remote or malformed pipe path) has no meaning here. */
+    if (strchr(name, '/') != NULL || strchr(name, '\\') != NULL)
+        return MSGPIPE_EBADNAME;
+    return msgpipe__put(out, MSGPIPE__NAME_WIN32, MSGPIPE__WIN_PREFIX,
+                        MSGPIPE__WIN_PREFIX_LEN, name, len, bi->path_max);
+}
+
+static int msgpipe__parse_posix(const char *name, size_t len,
+                                const msgpipe__backend_info *bi,
+                                const char *runtime_dir, msgpipe__name *out)
+{
+    const char *dir = "/tmp";
+    size_t dlen;
+    char sep[2] = "/";
+
+    if (name[0] == '\\')
+        return MSGPIPE_EBADNAME; /* a Windows pipe name */
+    if (name[0] == '@') {
+        if (!bi->abstract_names)
+            return MSGPIPE_ENOTSUP;
+        if (len == 1)
+            return MSGPIPE_EBADNAME;
+        return msgpipe__put(out, MSGPIPE__NAME_ABSTRACT, name, len, "", 0,
+                            bi->path_max);
+    }
+    if (strchr(name, '/') != NULL) {
+        if (name[len - 1] == '/')
+            return MSGPIPE_EBADNAME; /* a directory, not a socket */
+        return msgpipe__put(out, MSGPIPE__NAME_PATH, name, len, "", 0,
+                            bi->path_max);
+    }
+    /* A plain name.  A backslash would make it mean something else on
+     * Windows, and "." or ".." are directories: neither is portable. */
+    if (strchr(name, '\\') != NULL || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0)
+        return MSGPIPE_EBADNAME;
+    /* XDG_RUNTIME_DIR is used only when it is an absolute path, as the XDG
+     * Base Directory specification requires; anything else is ignored. */
+    if (runtime_dir != NULL && runtime_dir[0] == '/')
+        dir = runtime_dir;
+    dlen = strlen(dir);
+    while (dlen > 1 && dir[dlen - 1] == '/')
+        dlen--;
+    if (dlen == 1)
+        sep[0] = '\0'; /* the root directory: "/ABC" */
+    if (dlen + strlen(sep) + len > bi->path_max ||
+        dlen + strlen(sep) + len > MSGPIPE__NAME_MAX)
+        return MSGPIPE_ENAMETOOLONG;
+    memcpy(out->sys, dir, dlen);
+    memcpy(out->sys + dlen, sep, strlen(sep));
+    memcpy(out->sys + dlen + strlen(sep), name, len);
+    out->len = dlen + strlen(sep) + len;
+    out->sys[out->len] = '\0';
+    out->kind = MSGPIPE__NAME_PATH;
+    return MSGPIPE_OK;
+}
+
+int msgpipe__name_parse(const char *name, const msgpipe__backend_info *bi,
+                        const char *runtime_dir, msgpipe__name *out)
+{
+    size_t len;
+
+    if (name == NULL || name[0] == '\0')
+        return MSGPIPE_EBADNAME;
+    len = strlen(name);
+    if (bi->style == MSGPIPE__STYLE_WIN32)
+        return msgpipe__parse_win32(name, len, bi, out);
+    return msgpipe__parse_posix(name, len, bi, runtime_dir, out);
+}

@@ -1,0 +1,58 @@
+/*
+ * demo_client [NAME] - the seed article's client, with msgpipe.
+ *
+ * Three sessions.  In each it connects (waiting up to 10 s for the server,
+ * so the two programs may be started in either order), prints every
+ * message as it arrives, and reports the end of the session in one line.
+ */
+#include <msgpipe.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SESSIONS 3
+#define CONNECT_TIMEOUT_MS 10000
+
+int main(int argc, char **argv)
+{
+    const char *name = argc > 1 ? argv[1] : "ABC";
+    char buf[65536];
+    int session, rc, failed = 0;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("client: Named_Pipe_Client. connecting to \"%s\" (%s)\n", name,
+           msgpipe_backend());
+    for (session = 1; session <= SESSIONS; session++) {
+        msgpipe *p;
+        size_t len;
+        int count = 0;
+
+        rc = msgpipe_connect(name, NULL, CONNECT_TIMEOUT_MS, &p);
+        if (rc != MSGPIPE_OK) {
+            printf("client: session %d: no server on \"%s\" (%s)\n", session,
+                   name, msgpipe_strerror(rc));
+            failed = 1;
+            continue;
+        }
+        for (;;) {
+            rc = msgpipe_recv(p, buf, sizeof(buf) - 1, &len,
+                              MSGPIPE_INFINITE);
+            if (rc != MSGPIPE_OK)
+                break;
+            buf[len] = '\0';
+            count++;
+            printf("client: session %d: received %s\n", session, buf);
+        }
+        if (rc == MSGPIPE_ECLOSED)
+            printf("client: session %d: server closed the pipe after %d "
+                   "messages\n",
+                   session, count);
+        else {
+            printf("client: session %d: ended after %d messages (%s)\n",
+                   session, count, msgpipe_strerror(rc));
+            failed = 1;
+        }
+        msgpipe_close(p);
+    }
+    return failed ? 1 : 0;
+}

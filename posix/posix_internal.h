@@ -1,0 +1,64 @@
+/*
+ * posix_internal.h - what the POSIX backend's files share.
+ *
+ * posix_stream.c is the message engine over one connected stream file
+ * descriptor: framing, receive buffering, timeouts, graceful close.  It does
+ * not care how the descriptor was made.  posix_socket.c makes descriptors
+ * with AF_UNIX sockets (listen, accept, connect, peer identity).
+ */
+#ifndef MSGPIPE_POSIX_INTERNAL_H
+#define MSGPIPE_POSIX_INTERNAL_H
+
+#include "backend.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Size of each pipe's receive buffer.  Small messages arriving back to back
+ * are read many per read(); payloads at least this large go straight from
+ * the kernel into the caller's buffer. */
+#define MSGPIPE__RBUF_SIZE 16384
+
+struct msgpipe {
+    int fd;            /* connected, non-blocking, close-on-exec; read */
+    int wfd;           /* written to: the same as fd for a socket */
+    msgpipe__opts opts;
+
+    /* Receive side: touched only by the receiving thread. */
+    uint8_t *rbuf;     /* MSGPIPE__RBUF_SIZE bytes, allocated on first use */
+    size_t rpos, rend; /* unread bytes are rbuf[rpos, rend) */
+    int have_len;      /* a header was decoded; msg_len bytes follow */
+    uint64_t msg_len;
+    uint64_t skip;     /* bytes of an oversized message still to discard */
+    uint8_t *hold;     /* payload received before a timeout, kept here */
+    size_t hold_len, hold_cap;
+    int rx_err;        /* sticky: ECLOSED after end of pipe, EPROTO */
+
+    /* Send side: touched only by the sending thread. */
+    uint8_t *tx;       /* unsent tail of a message already committed */
+    size_t tx_len, tx_off;
+    int tx_err;        /* sticky: ECLOSED once the peer has gone */
+};
+
+/* Deadlines are absolute msgpipe__now_ms() values; -1 means none. */
+int64_t msgpipe__deadline(int timeout_ms);
+int msgpipe__remaining(int64_t deadline);
+
+/* Wait until fd has `events` (POLLIN/POLLOUT) or the deadline passes.
+ * Returns 1 ready, 0 timed out, or a negative msgpipe error. */
+int msgpipe__wait_fd(int fd, short events, int64_t deadline);
+
+/* Sleep up to ms milliseconds (signals may cut it short). */
+void msgpipe__sleep_ms(int ms);
+
+/* Map an errno value to a msgpipe error and record it. */
+int msgpipe__from_errno(int err);
+
+/* Make fd non-blocking and close-on-exec; returns 0 or -1 with errno. */
+int msgpipe__fd_setup(int fd);
+
+/* Wrap a connected descriptor in a new pipe (takes fd, closing it on
+ * failure). */
+int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out);
+
+#endif /* MSGPIPE_POSIX_INTERNAL_H */

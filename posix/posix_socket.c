@@ -1,0 +1,435 @@
+/*
+ * posix_socket.c - servers and clients on AF_UNIX stream sockets.
+ *
+ * Security: a server's socket file is owner-only (0600) unless the access
+ * option widens it.  On Linux the mode is set with fchmod() on the socket
+ * before bind(), so the file never exists with a wider mode; elsewhere
+ * fchmod() on a socket may not apply, and the mode is set right after bind()
+ * (the file is created with 0777 & ~umask, so keep a umask of 077 or put the
+ * socket in a private directory if that moment matters).  In both cases the
+ * mode is set again with chmod() after bind(), so the umask cannot narrow a
+ * requested group or world access.
+ *
+ * A socket file left by a crashed server is removed only after a connect to
+ * it is refused: a live server's name is never taken, and a file that is not
+ * a socket is never removed.
+ */
+#include "posix_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MSGPIPE__SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+
+const msgpipe__backend_info msgpipe__backend = {
+    "posix-socket", MSGPIPE__STYLE_POSIX,
+    /* A file system path needs its terminating NUL inside sun_path. */
+    MSGPIPE__SUN_PATH_SIZE - 1,
+#ifdef __linux__
+    1, /* abstract names: "@NAME" */
+#else
+    0,
+#endif
+    16 /* default listen backlog */
+};
+
+struct msgpipe_server {
+    int fd;          /* listening, non-blocking, close-on-exec */
+    int wake[2];     /* shutdown writes one byte to wake[1]; never drained */
+    msgpipe__opts opts;
+    msgpipe__name name;
+    dev_t dev;       /* identity of the socket file this server made */
+    ino_t ino;
+};
+
+int msgpipe__fd_setup(int fd)
+{
+    int fl = fcntl(fd, F_GETFD);
+
+    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+        return -1;
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -1;
+    return 0;
+}
+
+/* A new AF_UNIX stream socket, non-blocking and close-on-exec. */
+static int msgpipe__socket(void)
+{
+    int fd;
+
+#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0 || errno != EINVAL)
+        return fd;
+#endif
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    if (msgpipe__fd_setup(fd) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Systems without MSG_NOSIGNAL (macOS) keep SIGPIPE away per socket. */
+static void msgpipe__nosigpipe(int fd)
+{
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#else
+    (void)fd;
+#endif
+}
+
+static socklen_t msgpipe__addr(const msgpipe__name *n, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    /* The core checked the length against sun_path already. */
+    memcpy(sa->sun_path, n->sys, n->len);
+    if (n->kind == MSGPIPE__NAME_ABSTRACT) {
+        /* Linux abstract namespace: a leading NUL, and the address is
+         * exactly as long as the name (no terminating NUL). */
+        sa->sun_path[0] = '\0';
+        return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n->len);
+    }
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n->len + 1);
+}
+
+static mode_t msgpipe__mode(int access)
+{
+    switch (access) {
+    case MSGPIPE_ACCESS_WORLD:
+        return 0666;
+    case MSGPIPE_ACCESS_GROUP:
+        return 0660;
+    default:
+        return 0600;
+    }
+}
+
+/* Try one connect to a name.  Returns 0 on success (fd set), or an errno
+ * value. */
+static int msgpipe__try_connect(const msgpipe__name *n, int *out_fd)
+{
+    struct sockaddr_un sa;
+    socklen_t sl = msgpipe__addr(n, &sa);
+    int fd = msgpipe__socket(), err;
+
+    if (fd < 0)
+        return errno;
+    if (connect(fd, (struct sockaddr *)&sa, sl) == 0) {
+        *out_fd = fd;
+        return 0;
+    }
+    err = errno;
+    if (err == EINPROGRESS || err == EINTR) {
+        /* Some systems complete AF_UNIX connects asynchronously. */
+        socklen_t el = sizeof(err);
+        if (msgpipe__wait_fd(fd, POLLOUT, msgpipe__deadline(1000)) == 1 &&
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0) {
+            *out_fd = fd;
+            return 0;
+        }
+        if (err == EINPROGRESS || err == EINTR)
+            err = EAGAIN;
+    }
+    close(fd);
+    return err;
+}
+
+/* bind() found the name taken.  Decide whether the file is a dead server's
+ * socket (then remove it and return 1 to retry) or not (return 0). */
+static int msgpipe__reclaim_stale(const msgpipe__name *n)
+{
+    struct stat st;
+    int fd = -1, err;
+
+    if (n->kind != MSGPIPE__NAME_PATH)
+        return 0; /* abstract names vanish with their owner */
+    if (lstat(n->sys, &st) != 0)
+        return errno == ENOENT; /* gone meanwhile: retry */
+    if (!S_ISSOCK(st.st_mode))
+        return 0;
+    err = msgpipe__try_connect(n, &fd);
+    if (err == 0) {
+        close(fd);
+        return 0; /* a live server */
+    }
+    if (err == ENOENT)
+        return 1;
+    if (err != ECONNREFUSED)
+        return 0; /* busy (EAGAIN) or not ours to judge (EACCES) */
+    if (unlink(n->sys) != 0 && errno != ENOENT)
+        return 0;
+    return 1;
+}
+
+static int msgpipe__bind_listen(msgpipe_server *s)
+{
+    struct sockaddr_un sa;
+    socklen_t sl = msgpipe__addr(&s->name, &sa);
+    mode_t mode = msgpipe__mode(s->opts.access);
+    struct stat st;
+    int tries;
+
+    if (s->name.kind == MSGPIPE__NAME_PATH) {
+        /* Linux applies the socket's mode to the file bind() creates;
+         * other systems may refuse, and chmod() below covers them. */
+        (void)fchmod(s->fd, mode);
+    }
+    for (tries = 0;; tries++) {
+        if (bind(s->fd, (struct sockaddr *)&sa, sl) == 0)
+            break;
+        if (errno != EADDRINUSE || tries >= 3 ||
+            !msgpipe__reclaim_stale(&s->name)) {
+            if (errno == ENOENT || errno == ENOTDIR) {
+                /* The directory in the path does not exist. */
+                msgpipe__set_os_error(errno);
+                return MSGPIPE_EBADNAME;
+            }
+            return msgpipe__from_errno(errno);
+        }
+    }
+    if (s->name.kind == MSGPIPE__NAME_PATH) {
+        if (chmod(s->name.sys, mode) != 0 || lstat(s->name.sys, &st) != 0) {
+            int rc = msgpipe__from_errno(errno);
+            unlink(s->name.sys);
+            return rc;
+        }
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+    }
+    if (listen(s->fd, s->opts.pending) != 0) {
+        int rc = msgpipe__from_errno(errno);
+        if (s->name.kind == MSGPIPE__NAME_PATH)
+            unlink(s->name.sys);
+        return rc;
+    }
+    return MSGPIPE_OK;
+}
+
+int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
+                      msgpipe_server **out)
+{
+    msgpipe_server *s;
+    int rc;
+
+    s = (msgpipe_server *)calloc(1, sizeof(*s));
+    if (s == NULL)
+        return MSGPIPE_ENOMEM;
+    s->fd = -1;
+    s->wake[0] = s->wake[1] = -1;
+    s->opts = *o;
+    s->name = *name;
+    if (pipe(s->wake) != 0 || msgpipe__fd_setup(s->wake[0]) != 0 ||
+        msgpipe__fd_setup(s->wake[1]) != 0) {
+        rc = msgpipe__from_errno(errno);
+        goto fail;
+    }
+    s->fd = msgpipe__socket();
+    if (s->fd < 0) {
+        rc = msgpipe__from_errno(errno);
+        goto fail;
+    }
+    rc = msgpipe__bind_listen(s);
+    if (rc != MSGPIPE_OK)
+        goto fail;
+    *out = s;
+    return MSGPIPE_OK;
+fail:
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->wake[0] >= 0)
+        close(s->wake[0]);
+    if (s->wake[1] >= 0)
+        close(s->wake[1]);
+    free(s);
+    return rc;
+}
+
+static int msgpipe__accept_fd(int lfd)
+{
+    int fd;
+
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) ||    \
+    defined(__OpenBSD__) || defined(__DragonFly__)
+    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0 || errno != ENOSYS)
+        return fd;
+#endif
+    fd = accept(lfd, NULL, NULL);
+    if (fd >= 0 && msgpipe__fd_setup(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    struct pollfd pf[2];
+    int rc, fd;
+
+    for (;;) {
+        pf[0].fd = s->wake[0];
+        pf[0].events = POLLIN;
+        pf[1].fd = s->fd;
+        pf[1].events = POLLIN;
+        pf[0].revents = pf[1].revents = 0;
+        rc = poll(pf, 2, msgpipe__remaining(deadline));
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            return msgpipe__from_errno(errno);
+        }
+        /* Shutdown wins over a waiting client. */
+        if (pf[0].revents != 0)
+            return MSGPIPE_ESHUTDOWN;
+        if (rc == 0)
+            return MSGPIPE_ETIMEDOUT;
+        fd = msgpipe__accept_fd(s->fd);
+        if (fd >= 0) {
+            msgpipe__nosigpipe(fd);
+            return msgpipe__pipe_new(fd, &s->opts, out);
+        }
+        switch (errno) {
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+            /* The client left before we took it: wait for the next. */
+            if (timeout_ms == 0)
+                return MSGPIPE_ETIMEDOUT;
+            continue;
+        default:
+            return msgpipe__from_errno(errno);
+        }
+    }
+}
+
+void msgpipe__b_server_shutdown(msgpipe_server *s)
+{
+    static const char one = 1;
+    ssize_t rc;
+
+    /* The byte stays in the pipe, so every accept from now on sees it.
+     * EAGAIN means an earlier shutdown filled it: nothing to do. */
+    do {
+        rc = write(s->wake[1], &one, 1);
+    } while (rc < 0 && errno == EINTR);
+}
+
+void msgpipe__b_server_close(msgpipe_server *s)
+{
+    struct stat st;
+
+    /* Remove the file only if it is still the one this server made: a
+     * later server may have replaced it. */
+    if (s->name.kind == MSGPIPE__NAME_PATH && lstat(s->name.sys, &st) == 0 &&
+        st.st_dev == s->dev && st.st_ino == s->ino)
+        unlink(s->name.sys);
+    close(s->fd);
+    close(s->wake[0]);
+    close(s->wake[1]);
+    free(s);
+}
+
+int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
+                       int timeout_ms, msgpipe **out)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    int fd = -1, err, pause = 1, left;
+
+    for (;;) {
+        err = msgpipe__try_connect(name, &fd);
+        if (err == 0) {
+            msgpipe__nosigpipe(fd);
+            return msgpipe__pipe_new(fd, o, out);
+        }
+        switch (err) {
+        case ENOENT:
+        case ECONNREFUSED:
+        case ENOTDIR:
+            /* No server yet (or only a dead one's file): wait for one. */
+            msgpipe__set_os_error(err);
+            if (timeout_ms == 0)
+                return MSGPIPE_ENOENT;
+            break;
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+            /* The server's backlog is full: wait for room. */
+            msgpipe__set_os_error(err);
+            if (timeout_ms == 0)
+                return MSGPIPE_EBUSY;
+            break;
+        default:
+            return msgpipe__from_errno(err);
+        }
+        left = msgpipe__remaining(deadline);
+        if (left == 0)
+            return MSGPIPE_ETIMEDOUT;
+        /* A Unix socket gives no event when a server appears or its
+         * backlog drains, so poll with a short, growing pause. */
+        if (left < 0 || left > pause)
+            left = pause;
+        msgpipe__sleep_ms(left);
+        if (pause < 50)
+            pause *= 2;
+    }
+}
+
+int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
+{
+#if defined(SO_PEERCRED) && defined(__linux__)
+    struct ucred uc;
+    socklen_t len = sizeof(uc);
+
+    if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0)
+        return msgpipe__from_errno(errno);
+    info->pid = uc.pid > 0 ? (int64_t)uc.pid : -1;
+    info->uid = (int64_t)uc.uid;
+    info->gid = (int64_t)uc.gid;
+    return MSGPIPE_OK;
+#else
+    uid_t uid;
+    gid_t gid;
+
+    if (getpeereid(p->fd, &uid, &gid) != 0)
+        return msgpipe__from_errno(errno);
+    info->uid = (int64_t)uid;
+    info->gid = (int64_t)gid;
+#if defined(LOCAL_PEERPID)
+    {
+        pid_t pid;
+        socklen_t len = sizeof(pid);
+        if (getsockopt(p->fd, SOL_LOCAL, LOCAL_PEERPID, &pid, &len) == 0)
+            info->pid = (int64_t)pid;
+    }
+#endif
+    return MSGPIPE_OK;
+#endif
+}

@@ -1,0 +1,606 @@
+/*
+ * posix_stream.c - messages over a connected POSIX stream descriptor.
+ *
+ * Wire format: api/frame.c (Python multiprocessing.connection framing).
+ *
+ * Receiving reads into a per-pipe buffer, so that many small messages are
+ * taken with one read(); large payloads are read straight into the caller's
+ * buffer.  Nothing a peer announces is allocated ahead of the bytes: an
+ * oversized message is skipped as it streams past, and msgpipe_recv_alloc()
+ * grows its buffer as data arrives.
+ *
+ * A timeout loses nothing.  If the time runs out in the middle of a
+ * message's payload, what has arrived is kept in p->hold and the next
+ * receive carries on from there.  If a send's time runs out after part of
+ * its message went out, the rest is kept in p->tx and written before
+ * anything else, because a stream cannot take back half a message.
+ */
+#include "posix_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* MSG_NOSIGNAL keeps a write to a closed peer from raising SIGPIPE on Linux
+ * and the BSDs; macOS has no such flag and uses SO_NOSIGPIPE on the socket
+ * instead (set in posix_socket.c). */
+#ifdef MSG_NOSIGNAL
+#define MSGPIPE__SEND_FLAGS MSG_NOSIGNAL
+#else
+#define MSGPIPE__SEND_FLAGS 0
+#endif
+
+/* Buffers kept between messages are released when larger than this. */
+#define MSGPIPE__HOLD_KEEP 65536
+
+/* ---- Time and waiting -------------------------------------------------- */
+
+int64_t msgpipe__now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t msgpipe__deadline(int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return -1;
+    return msgpipe__now_ms() + timeout_ms;
+}
+
+int msgpipe__remaining(int64_t deadline)
+{
+    int64_t left;
+
+    if (deadline < 0)
+        return -1;
+    left = deadline - msgpipe__now_ms();
+    if (left <= 0)
+        return 0;
+    return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+int msgpipe__wait_fd(int fd, short events, int64_t deadline)
+{
+    struct pollfd pfd;
+    int rc;
+
+    for (;;) {
+        pfd.fd = fd;
+        pfd.events = events;
+        pfd.revents = 0;
+        rc = poll(&pfd, 1, msgpipe__remaining(deadline));
+        if (rc > 0)
+            return 1; /* ready, or POLLHUP/POLLERR: the I/O call will tell */
+        if (rc == 0)
+            return 0;
+        if (errno != EINTR)
+            return msgpipe__from_errno(errno);
+        /* A signal: go on waiting for the time that is left. */
+    }
+}
+
+void msgpipe__sleep_ms(int ms)
+{
+    poll(NULL, 0, ms);
+}
+
+int msgpipe__from_errno(int err)
+{
+    msgpipe__set_os_error(err);
+    switch (err) {
+    case 0:
+        return MSGPIPE_OK;
+    case EPIPE:
+    case ECONNRESET:
+    case ENOTCONN:
+        return MSGPIPE_ECLOSED;
+    case ENOENT:
+    case ECONNREFUSED:
+        return MSGPIPE_ENOENT;
+    case EACCES:
+    case EPERM:
+        return MSGPIPE_EACCES;
+    case EADDRINUSE:
+        return MSGPIPE_EADDRINUSE;
+    case ENAMETOOLONG:
+        return MSGPIPE_ENAMETOOLONG;
+    case EMFILE:
+    case ENFILE:
+        return MSGPIPE_EMFILE;
+    case ENOMEM:
+    case ENOBUFS:
+        return MSGPIPE_ENOMEM;
+    case ETIMEDOUT:
+        return MSGPIPE_ETIMEDOUT;
+    default:
+        return MSGPIPE_EIO;
+    }
+}
+
+/* ---- Pipe objects ------------------------------------------------------ */
+
+int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
+{
+    msgpipe *p = (msgpipe *)calloc(1, sizeof(*p));
+
+    if (p == NULL) {
+        close(fd);
+        return MSGPIPE_ENOMEM;
+    }
+    p->fd = fd;
+    p->wfd = fd;
+    p->opts = *o;
+    *out = p;
+    return MSGPIPE_OK;
+}
+
+/* ---- Sending ----------------------------------------------------------- */
+
+/* Write from iov[0..cnt) starting `done` bytes in, once.  Returns bytes
+ * written (> 0), 0 if the descriptor is full, or a negative error. */
+static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
+                               size_t done, size_t *n)
+{
+    struct iovec v[2];
+    struct msghdr mh;
+    ssize_t rc;
+    int i, k = 0;
+
+    for (i = 0; i < cnt; i++) {
+        if (done >= iov[i].iov_len) {
+            done -= iov[i].iov_len;
+            continue;
+        }
+        v[k].iov_base = (char *)iov[i].iov_base + done;
+        v[k].iov_len = iov[i].iov_len - done;
+        done = 0;
+        k++;
+    }
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = v;
+    mh.msg_iovlen = k;
+    for (;;) {
+        rc = sendmsg(p->wfd, &mh, MSGPIPE__SEND_FLAGS);
+        if (rc >= 0) {
+            *n = (size_t)rc;
+            return MSGPIPE_OK;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            *n = 0;
+            return MSGPIPE_OK;
+        }
+        return msgpipe__from_errno(errno);
+    }
+}
+
+/* Write iov fully or until the deadline; *done counts bytes written. */
+static int msgpipe__write_all(msgpipe *p, const struct iovec *iov, int cnt,
+                              size_t total, size_t *done, int64_t deadline)
+{
+    size_t n;
+    int rc;
+
+    while (*done < total) {
+        rc = msgpipe__write_once(p, iov, cnt, *done, &n);
+        if (rc != MSGPIPE_OK)
+            return rc;
+        if (n > 0) {
+            *done += n;
+            continue;
+        }
+        rc = msgpipe__wait_fd(p->wfd, POLLOUT, deadline);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            return MSGPIPE_ETIMEDOUT;
+    }
+    return MSGPIPE_OK;
+}
+
+/* Finish the committed tail of an earlier message. */
+static int msgpipe__flush_tx(msgpipe *p, int64_t deadline)
+{
+    struct iovec v;
+    size_t done = p->tx_off;
+    int rc;
+
+    if (p->tx == NULL)
+        return MSGPIPE_OK;
+    v.iov_base = p->tx;
+    v.iov_len = p->tx_len;
+    rc = msgpipe__write_all(p, &v, 1, p->tx_len, &done, deadline);
+    p->tx_off = done;
+    if (rc == MSGPIPE_OK) {
+        free(p->tx);
+        p->tx = NULL;
+        p->tx_len = p->tx_off = 0;
+    }
+    return rc;
+}
+
+int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
+{
+    uint8_t hdr[MSGPIPE__FRAME_HDR_MAX];
+    struct iovec iov[2];
+    int64_t deadline;
+    size_t hlen, total, done = 0, rest;
+    int rc;
+
+    if ((uint64_t)len > p->opts.max_message)
+        return MSGPIPE_EMSGSIZE;
+    if (p->tx_err != MSGPIPE_OK)
+        return p->tx_err;
+    deadline = msgpipe__deadline(timeout_ms);
+    rc = msgpipe__flush_tx(p, deadline);
+    if (rc != MSGPIPE_OK)
+        goto fail;
+
+    hlen = msgpipe__frame_encode(hdr, (uint64_t)len);
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = hlen;
+    iov[1].iov_base = (void *)msg;
+    iov[1].iov_len = len;
+    total = hlen + len;
+    /* Header and payload leave in one system call. */
+    rc = msgpipe__write_all(p, iov, len > 0 ? 2 : 1, total, &done, deadline);
+    if (rc == MSGPIPE_ETIMEDOUT && done > 0) {
+        /* Part of this message is in the stream already: commit it, and
+         * keep the rest to be written before anything else. */
+        rest = total - done;
+        p->tx = (uint8_t *)malloc(rest);
+        if (p->tx == NULL) {
+            /* The stream now holds half a message that can never be
+             * finished: the pipe cannot be used for sending any more. */
+            p->tx_err = MSGPIPE_EIO;
+            return MSGPIPE_ENOMEM;
+        }
+        if (done < hlen) {
+            memcpy(p->tx, hdr + done, hlen - done);
+            memcpy(p->tx + (hlen - done), msg, len);
+        } else {
+            memcpy(p->tx, (const uint8_t *)msg + (done - hlen), rest);
+        }
+        p->tx_len = rest;
+        p->tx_off = 0;
+        return MSGPIPE_OK;
+    }
+fail:
+    if (rc == MSGPIPE_ECLOSED)
+        p->tx_err = MSGPIPE_ECLOSED;
+    return rc;
+}
+
+/* ---- Receiving --------------------------------------------------------- */
+
+/* Read once into dst (up to cap bytes), waiting until the deadline.
+ * Returns OK with *n > 0, ETIMEDOUT, ECLOSED at end of pipe, or an error. */
+static int msgpipe__read_some(msgpipe *p, void *dst, size_t cap, size_t *n,
+                              int64_t deadline)
+{
+    ssize_t rc;
+    int w;
+
+    for (;;) {
+        rc = read(p->fd, dst, cap);
+        if (rc > 0) {
+            *n = (size_t)rc;
+            return MSGPIPE_OK;
+        }
+        if (rc == 0) {
+            p->rx_err = MSGPIPE_ECLOSED;
+            return MSGPIPE_ECLOSED;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            rc = msgpipe__from_errno(errno);
+            if (rc == MSGPIPE_ECLOSED)
+                p->rx_err = MSGPIPE_ECLOSED;
+            return (int)rc;
+        }
+        w = msgpipe__wait_fd(p->fd, POLLIN, deadline);
+        if (w < 0)
+            return w;
+        if (w == 0)
+            return MSGPIPE_ETIMEDOUT;
+    }
+}
+
+/* Read more bytes into the receive buffer, after what is unread. */
+static int msgpipe__fill(msgpipe *p, int64_t deadline)
+{
+    size_t n;
+    int rc;
+
+    if (p->rpos == p->rend) {
+        p->rpos = p->rend = 0;
+    } else if (p->rpos > 0) {
+        memmove(p->rbuf, p->rbuf + p->rpos, p->rend - p->rpos);
+        p->rend -= p->rpos;
+        p->rpos = 0;
+    }
+    rc = msgpipe__read_some(p, p->rbuf + p->rend, MSGPIPE__RBUF_SIZE - p->rend,
+                            &n, deadline);
+    if (rc == MSGPIPE_OK)
+        p->rend += n;
+    return rc;
+}
+
+/* The largest message this pipe will take: max_message, and never more
+ * than fits in a size_t with the hidden zero byte of msgpipe_recv_alloc. */
+static uint64_t msgpipe__rx_limit(const msgpipe *p)
+{
+    uint64_t lim = p->opts.max_message;
+
+    if ((uint64_t)SIZE_MAX - 1 < lim)
+        lim = (uint64_t)SIZE_MAX - 1;
+    return lim;
+}
+
+static size_t msgpipe__clamp_size(uint64_t v)
+{
+    return v > (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)v;
+}
+
+/* Make sure the next message's header has been decoded (p->have_len),
+ * discarding what is left of an oversized message first.  An oversized
+ * message returns EMSGSIZE at once with *announced set; its bytes are
+ * skipped by later calls as they arrive. */
+static int msgpipe__next_header(msgpipe *p, int64_t deadline,
+                                uint64_t *announced)
+{
+    uint64_t len;
+    size_t hlen, avail;
+    int rc;
+
+    if (p->have_len)
+        return MSGPIPE_OK;
+    if (p->rbuf == NULL) {
+        p->rbuf = (uint8_t *)malloc(MSGPIPE__RBUF_SIZE);
+        if (p->rbuf == NULL)
+            return MSGPIPE_ENOMEM;
+    }
+    for (;;) {
+        avail = p->rend - p->rpos;
+        if (p->skip > 0) {
+            if (avail > 0) {
+                size_t n = avail < p->skip ? avail : (size_t)p->skip;
+                p->rpos += n;
+                p->skip -= n;
+                continue;
+            }
+            p->rpos = p->rend = 0;
+            rc = msgpipe__fill(p, deadline);
+            if (rc != MSGPIPE_OK)
+                return rc;
+            continue;
+        }
+        rc = msgpipe__frame_decode(p->rbuf + p->rpos, avail, &len, &hlen);
+        if (rc < 0) {
+            p->rx_err = rc; /* the stream can never be resynchronised */
+            return rc;
+        }
+        if (rc == 0) {
+            if (p->rx_err != MSGPIPE_OK)
+                return p->rx_err;
+            rc = msgpipe__fill(p, deadline);
+            if (rc != MSGPIPE_OK)
+                return rc;
+            continue;
+        }
+        p->rpos += hlen;
+        if (len > msgpipe__rx_limit(p)) {
+            p->skip = len;
+            *announced = len;
+            return MSGPIPE_EMSGSIZE;
+        }
+        p->have_len = 1;
+        p->msg_len = len;
+        return MSGPIPE_OK;
+    }
+}
+
+/* Grow p->hold to at least `need` bytes, doubling but never past `limit`. */
+static int msgpipe__hold_reserve(msgpipe *p, size_t need, size_t limit)
+{
+    size_t cap;
+    uint8_t *nb;
+
+    if (p->hold_cap >= need)
+        return MSGPIPE_OK;
+    cap = p->hold_cap < 4096 ? 4096 : p->hold_cap;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+    if (cap > limit)
+        cap = limit;
+    if (cap < need)
+        cap = need;
+    nb = (uint8_t *)realloc(p->hold, cap);
+    if (nb == NULL)
+        return MSGPIPE_ENOMEM;
+    p->hold = nb;
+    p->hold_cap = cap;
+    return MSGPIPE_OK;
+}
+
+static void msgpipe__hold_release(msgpipe *p)
+{
+    p->hold_len = 0;
+    if (p->hold_cap > MSGPIPE__HOLD_KEEP) {
+        free(p->hold);
+        p->hold = NULL;
+        p->hold_cap = 0;
+    }
+}
+
+/* Receive the payload (p->msg_len bytes) into dst. */
+static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, int64_t deadline)
+{
+    size_t need = (size_t)p->msg_len, got = 0, avail, n;
+    int rc = MSGPIPE_OK;
+
+    if (p->hold_len > 0) {
+        memcpy(dst, p->hold, p->hold_len);
+        got = p->hold_len;
+        p->hold_len = 0;
+    }
+    while (got < need) {
+        avail = p->rend - p->rpos;
+        if (avail > 0) {
+            n = avail < need - got ? avail : need - got;
+            memcpy(dst + got, p->rbuf + p->rpos, n);
+            p->rpos += n;
+            got += n;
+            continue;
+        }
+        if (need - got >= MSGPIPE__RBUF_SIZE) {
+            rc = msgpipe__read_some(p, dst + got, need - got, &n, deadline);
+            if (rc == MSGPIPE_OK)
+                got += n;
+        } else {
+            rc = msgpipe__fill(p, deadline);
+        }
+        if (rc != MSGPIPE_OK)
+            break;
+    }
+    if (rc == MSGPIPE_OK) {
+        p->have_len = 0;
+        msgpipe__hold_release(p);
+        return MSGPIPE_OK;
+    }
+    if (rc == MSGPIPE_ETIMEDOUT && got > 0) {
+        /* Keep what arrived, so that the retry loses nothing. */
+        if (msgpipe__hold_reserve(p, got, need) != MSGPIPE_OK) {
+            p->rx_err = MSGPIPE_EIO; /* those bytes cannot be kept */
+            return MSGPIPE_ENOMEM;
+        }
+        memcpy(p->hold, dst, got);
+        p->hold_len = got;
+    }
+    return rc;
+}
+
+/* Receive the payload into p->hold, growing it as bytes arrive. */
+static int msgpipe__payload_hold(msgpipe *p, int64_t deadline)
+{
+    size_t need = (size_t)p->msg_len, avail, n, room;
+    int rc;
+
+    while (p->hold_len < need) {
+        avail = p->rend - p->rpos;
+        if (avail > 0) {
+            n = avail < need - p->hold_len ? avail : need - p->hold_len;
+            rc = msgpipe__hold_reserve(p, p->hold_len + n, need + 1);
+            if (rc != MSGPIPE_OK)
+                return rc;
+            memcpy(p->hold + p->hold_len, p->rbuf + p->rpos, n);
+            p->rpos += n;
+            p->hold_len += n;
+            continue;
+        }
+        if (need - p->hold_len >= MSGPIPE__RBUF_SIZE) {
+            rc = msgpipe__hold_reserve(p, p->hold_len + MSGPIPE__RBUF_SIZE,
+                                       need + 1);
+            if (rc != MSGPIPE_OK)
+                return rc;
+            room = p->hold_cap - p->hold_len;
+            if (room > need - p->hold_len)
+                room = need - p->hold_len;
+            rc = msgpipe__read_some(p, p->hold + p->hold_len, room, &n,
+                                    deadline);
+            if (rc == MSGPIPE_OK)
+                p->hold_len += n;
+        } else {
+            rc = msgpipe__fill(p, deadline);
+        }
+        if (rc != MSGPIPE_OK)
+            return rc;
+    }
+    return msgpipe__hold_reserve(p, need + 1, need + 1);
+}
+
+int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
+                    int timeout_ms)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    uint64_t announced = 0;
+    int rc;
+
+    if (p->rx_err == MSGPIPE_EPROTO || p->rx_err == MSGPIPE_EIO)
+        return p->rx_err;
+    rc = msgpipe__next_header(p, deadline, &announced);
+    if (rc == MSGPIPE_EMSGSIZE)
+        *len = msgpipe__clamp_size(announced);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    if (p->msg_len > cap) {
+        *len = (size_t)p->msg_len;
+        return MSGPIPE_ENOBUFS;
+    }
+    rc = msgpipe__payload_into(p, (uint8_t *)buf, deadline);
+    if (rc == MSGPIPE_OK)
+        *len = (size_t)p->msg_len;
+    return rc;
+}
+
+int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    uint64_t announced = 0;
+    size_t n;
+    int rc;
+
+    if (p->rx_err == MSGPIPE_EPROTO || p->rx_err == MSGPIPE_EIO)
+        return p->rx_err;
+    rc = msgpipe__next_header(p, deadline, &announced);
+    if (rc == MSGPIPE_EMSGSIZE)
+        *len = msgpipe__clamp_size(announced);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    rc = msgpipe__payload_hold(p, deadline);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    /* Hand the assembled buffer over; it is exactly msg_len + 1 bytes or a
+     * little more, and the byte after the message is zero. */
+    n = (size_t)p->msg_len;
+    p->hold[n] = 0;
+    *msg = p->hold;
+    *len = n;
+    p->hold = NULL;
+    p->hold_len = p->hold_cap = 0;
+    p->have_len = 0;
+    return MSGPIPE_OK;
+}
+
+/* ---- Closing ----------------------------------------------------------- */
+
+void msgpipe__b_close(msgpipe *p)
+{
+    /* A message that a timed-out send committed is finished first, for at
+     * most linger_ms, so that the peer gets every message whose send
+     * returned OK.  Everything else is already in the kernel, which
+     * delivers it after close(): a Unix stream socket has no send queue of
+     * its own, the bytes sit in the peer's receive queue. */
+    if (p->tx != NULL && p->tx_err == MSGPIPE_OK)
+        (void)msgpipe__flush_tx(p, msgpipe__deadline(p->opts.linger_ms));
+    if (p->wfd != p->fd && p->wfd >= 0)
+        close(p->wfd);
+    if (p->fd >= 0)
+        close(p->fd);
+    free(p->tx);
+    free(p->hold);
+    free(p->rbuf);
+    free(p);
+}
