@@ -50,17 +50,14 @@ typedef struct msgpipe__name {
 } msgpipe__name;
 
 /* What a backend tells the core about names. */
-enum msgpipe__name_style {
-    MSGPIPE__STYLE_POSIX = 1,
-    MSGPIPE__STYLE_WIN32 = 2
-};
+enum msgpipe__name_style { MSGPIPE__STYLE_POSIX = 1, MSGPIPE__STYLE_WIN32 = 2 };
 
 typedef struct msgpipe__backend_info {
-    const char *name;      /* msgpipe_backend() */
-    int style;             /* msgpipe__name_style */
-    size_t path_max;       /* longest system name accepted, without NUL */
-    int abstract_names;    /* 1 if "@NAME" is supported */
-    int default_pending;   /* default for msgpipe_options.pending */
+    const char *name;    /* msgpipe_backend() */
+    int style;           /* msgpipe__name_style */
+    size_t path_max;     /* longest system name accepted, without NUL */
+    int abstract_names;  /* 1 if "@NAME" is supported */
+    int default_pending; /* default for msgpipe_options.pending */
 } msgpipe__backend_info;
 
 /* ---- Neutral helpers (api/core.c, api/names.c, api/frame.c) ----------- */
@@ -105,7 +102,8 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
 /* Wait up to timeout_ms for a client; ESHUTDOWN once shut down. */
 int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out);
 
-/* Wake msgpipe__b_accept and make later accepts fail; any thread; idempotent. */
+/* Wake msgpipe__b_accept and make later accepts fail; any thread; idempotent.
+ */
 void msgpipe__b_server_shutdown(msgpipe_server *srv);
 
 /* Remove the name and free the server; no accept may be running. */

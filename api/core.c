@@ -16,7 +16,10 @@
 #define MSGPIPE__STR2(x) #x
 #define MSGPIPE__STR(x) MSGPIPE__STR2(x)
 
-int msgpipe_version(void) { return MSGPIPE_VERSION; }
+int msgpipe_version(void)
+{
+    return MSGPIPE_VERSION;
+}
 
 const char *msgpipe_version_string(void)
 {
@@ -24,7 +27,10 @@ const char *msgpipe_version_string(void)
         MSGPIPE_VERSION_MINOR) "." MSGPIPE__STR(MSGPIPE_VERSION_PATCH);
 }
 
-const char *msgpipe_backend(void) { return msgpipe__backend.name; }
+const char *msgpipe_backend(void)
+{
+    return msgpipe__backend.name;
+}
 
 /* ---- Errors ------------------------------------------------------------ */
 
@@ -68,9 +74,15 @@ const char *msgpipe_errname(int err)
 
 static MSGPIPE__TLS int msgpipe__os_error;
 
-void msgpipe__set_os_error(int err) { msgpipe__os_error = err; }
+void msgpipe__set_os_error(int err)
+{
+    msgpipe__os_error = err;
+}
 
-int msgpipe_last_os_error(void) { return msgpipe__os_error; }
+int msgpipe_last_os_error(void)
+{
+    return msgpipe__os_error;
+}
 
 /* ---- Options ----------------------------------------------------------- */
 
@@ -146,7 +158,10 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
 
 /* ---- Calls ------------------------------------------------------------- */
 
-static int msgpipe__timeout_ok(int timeout_ms) { return timeout_ms >= -1; }
+static int msgpipe__timeout_ok(int timeout_ms)
+{
+    return timeout_ms >= -1;
+}
 
 static int msgpipe__name_get(const char *name, msgpipe__name *n)
 {
@@ -226,8 +241,7 @@ int msgpipe_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
     return msgpipe__b_send(p, msg, len, timeout_ms);
 }
 
-int msgpipe_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
-                 int timeout_ms)
+int msgpipe_recv(msgpipe *p, void *buf, size_t cap, size_t *len, int timeout_ms)
 {
     if (len != NULL)
         *len = 0;
@@ -249,7 +263,10 @@ int msgpipe_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
     return msgpipe__b_recv_alloc(p, msg, len, timeout_ms);
 }
 
-void msgpipe_free(void *msg) { free(msg); }
+void msgpipe_free(void *msg)
+{
+    free(msg);
+}
 
 int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info)
 {

@@ -227,8 +227,7 @@ typedef struct msgpipe msgpipe;               /* one connected pipe */
  * EADDRINUSE (a live server has the name, or a non-socket file is there),
  * EACCES, ENOMEM, EMFILE, EIO.
  */
-MSGPIPE_EXTERN int msgpipe_listen(const char *name,
-                                  const msgpipe_options *opt,
+MSGPIPE_EXTERN int msgpipe_listen(const char *name, const msgpipe_options *opt,
                                   msgpipe_server **out);
 
 /*
@@ -251,8 +250,9 @@ MSGPIPE_EXTERN int msgpipe_accept(msgpipe_server *srv, int timeout_ms,
  * A thread blocked in msgpipe_accept() on srv returns MSGPIPE_ESHUTDOWN
  * promptly, and so does every later msgpipe_accept().  New clients are no
  * longer accepted (they may still be queued until msgpipe_server_close()).
- * Pipes already accepted are not affected.  Does not block; thread-safe;
- * calling it again does nothing.  srv stays valid until
+ * Pipes already accepted are not affected.  Does not block; thread-safe and
+ * safe to call from a signal handler (POSIX: one write() to a pipe; Windows:
+ * SetEvent()); calling it again does nothing.  srv stays valid until
  * msgpipe_server_close().
  */
 MSGPIPE_EXTERN void msgpipe_server_shutdown(msgpipe_server *srv);
@@ -280,9 +280,8 @@ MSGPIPE_EXTERN void msgpipe_server_close(msgpipe_server *srv);
  * Errors: EINVAL, EBADNAME, ENAMETOOLONG, ENOTSUP, ENOENT, EBUSY, ETIMEDOUT,
  * EACCES (the server does not admit this user), EMFILE, ENOMEM, EIO.
  */
-MSGPIPE_EXTERN int msgpipe_connect(const char *name,
-                                   const msgpipe_options *opt, int timeout_ms,
-                                   msgpipe **out);
+MSGPIPE_EXTERN int msgpipe_connect(const char *name, const msgpipe_options *opt,
+                                   int timeout_ms, msgpipe **out);
 
 /*
  * msgpipe_send - send one message of len bytes (len may be 0).
@@ -320,8 +319,8 @@ MSGPIPE_EXTERN int msgpipe_send(msgpipe *p, const void *msg, size_t len,
  * lost), ENOBUFS, EMSGSIZE, ECLOSED (the peer closed; every message it sent
  * before closing has been received), EPROTO, ENOMEM, EIO.
  */
-MSGPIPE_EXTERN int msgpipe_recv(msgpipe *p, void *buf, size_t cap,
-                                size_t *len, int timeout_ms);
+MSGPIPE_EXTERN int msgpipe_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
+                                int timeout_ms);
 
 /*
  * msgpipe_recv_alloc - receive the next message into a new buffer.

@@ -14,8 +14,7 @@
 #define MSGPIPE__WIN_PREFIX_LEN 9
 
 static int msgpipe__put(msgpipe__name *out, int kind, const char *a,
-                        size_t alen, const char *b, size_t blen,
-                        size_t limit)
+                        size_t alen, const char *b, size_t blen, size_t limit)
 {
     if (alen + blen > limit || alen + blen > MSGPIPE__NAME_MAX)
         return MSGPIPE_ENAMETOOLONG;

@@ -35,8 +35,7 @@ int main(int argc, char **argv)
             continue;
         }
         for (;;) {
-            rc = msgpipe_recv(p, buf, sizeof(buf) - 1, &len,
-                              MSGPIPE_INFINITE);
+            rc = msgpipe_recv(p, buf, sizeof(buf) - 1, &len, MSGPIPE_INFINITE);
             if (rc != MSGPIPE_OK)
                 break;
             buf[len] = '\0';

@@ -49,8 +49,8 @@ int main(int argc, char **argv)
             return 1;
         }
         if (msgpipe_peer(p, &peer) == MSGPIPE_OK)
-            printf("server: session %d: client connected (pid %lld)\n",
-                   session, (long long)peer.pid);
+            printf("server: session %d: client connected (pid %lld)\n", session,
+                   (long long)peer.pid);
         else
             printf("server: session %d: client connected\n", session);
         for (i = 0; i < MESSAGES; i++) {

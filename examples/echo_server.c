@@ -67,8 +67,7 @@ int main(int argc, char **argv)
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    printf("echo_server: listening on \"%s\" (%s)\n", name,
-           msgpipe_backend());
+    printf("echo_server: listening on \"%s\" (%s)\n", name, msgpipe_backend());
     for (;;) {
         rc = msgpipe_accept(g_srv, MSGPIPE_INFINITE, &p);
         if (rc == MSGPIPE_ESHUTDOWN)

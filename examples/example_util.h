@@ -14,12 +14,24 @@
 #include <windows.h>
 #include <process.h>
 
-static inline void ex_sleep_ms(int ms) { Sleep((DWORD)ms); }
+static inline void ex_sleep_ms(int ms)
+{
+    Sleep((DWORD)ms);
+}
 
 typedef CRITICAL_SECTION ex_mutex;
-static inline void ex_mutex_init(ex_mutex *m) { InitializeCriticalSection(m); }
-static inline void ex_mutex_lock(ex_mutex *m) { EnterCriticalSection(m); }
-static inline void ex_mutex_unlock(ex_mutex *m) { LeaveCriticalSection(m); }
+static inline void ex_mutex_init(ex_mutex *m)
+{
+    InitializeCriticalSection(m);
+}
+static inline void ex_mutex_lock(ex_mutex *m)
+{
+    EnterCriticalSection(m);
+}
+static inline void ex_mutex_unlock(ex_mutex *m)
+{
+    LeaveCriticalSection(m);
+}
 
 typedef struct {
     void (*fn)(void *);
@@ -66,9 +78,18 @@ static inline void ex_sleep_ms(int ms)
 }
 
 typedef pthread_mutex_t ex_mutex;
-static inline void ex_mutex_init(ex_mutex *m) { pthread_mutex_init(m, NULL); }
-static inline void ex_mutex_lock(ex_mutex *m) { pthread_mutex_lock(m); }
-static inline void ex_mutex_unlock(ex_mutex *m) { pthread_mutex_unlock(m); }
+static inline void ex_mutex_init(ex_mutex *m)
+{
+    pthread_mutex_init(m, NULL);
+}
+static inline void ex_mutex_lock(ex_mutex *m)
+{
+    pthread_mutex_lock(m);
+}
+static inline void ex_mutex_unlock(ex_mutex *m)
+{
+    pthread_mutex_unlock(m);
+}
 
 typedef struct {
     void (*fn)(void *);

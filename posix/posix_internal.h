@@ -20,8 +20,8 @@
 #define MSGPIPE__RBUF_SIZE 16384
 
 struct msgpipe {
-    int fd;            /* connected, non-blocking, close-on-exec; read */
-    int wfd;           /* written to: the same as fd for a socket */
+    int fd;  /* connected, non-blocking, close-on-exec; read */
+    int wfd; /* written to: the same as fd for a socket */
     msgpipe__opts opts;
 
     /* Receive side: touched only by the receiving thread. */
@@ -29,15 +29,15 @@ struct msgpipe {
     size_t rpos, rend; /* unread bytes are rbuf[rpos, rend) */
     int have_len;      /* a header was decoded; msg_len bytes follow */
     uint64_t msg_len;
-    uint64_t skip;     /* bytes of an oversized message still to discard */
-    uint8_t *hold;     /* payload received before a timeout, kept here */
+    uint64_t skip; /* bytes of an oversized message still to discard */
+    uint8_t *hold; /* payload received before a timeout, kept here */
     size_t hold_len, hold_cap;
-    int rx_err;        /* sticky: ECLOSED after end of pipe, EPROTO */
+    int rx_err; /* sticky: ECLOSED after end of pipe, EPROTO */
 
     /* Send side: touched only by the sending thread. */
-    uint8_t *tx;       /* unsent tail of a message already committed */
+    uint8_t *tx; /* unsent tail of a message already committed */
     size_t tx_len, tx_off;
-    int tx_err;        /* sticky: ECLOSED once the peer has gone */
+    int tx_err; /* sticky: ECLOSED once the peer has gone */
 };
 
 /* Deadlines are absolute msgpipe__now_ms() values; -1 means none. */

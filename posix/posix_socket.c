@@ -43,11 +43,11 @@ const msgpipe__backend_info msgpipe__backend = {
 };
 
 struct msgpipe_server {
-    int fd;          /* listening, non-blocking, close-on-exec */
-    int wake[2];     /* shutdown writes one byte to wake[1]; never drained */
+    int fd;      /* listening, non-blocking, close-on-exec */
+    int wake[2]; /* shutdown writes one byte to wake[1]; never drained */
     msgpipe__opts opts;
     msgpipe__name name;
-    dev_t dev;       /* identity of the socket file this server made */
+    dev_t dev; /* identity of the socket file this server made */
     ino_t ino;
 };
 
@@ -267,7 +267,7 @@ static int msgpipe__accept_fd(int lfd)
 {
     int fd;
 
-#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) ||    \
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) ||       \
     defined(__OpenBSD__) || defined(__DragonFly__)
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0 || errno != ENOSYS)
