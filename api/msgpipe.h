@@ -293,9 +293,12 @@ MSGPIPE_EXTERN int msgpipe_connect(const char *name, const msgpipe_options *opt,
  * msgpipe_close).  On ETIMEDOUT nothing of this message was sent and the
  * call may be retried.
  *
- * POSIX detail: if the time runs out after part of a message went out, the
- * rest is kept inside the pipe and the call returns MSGPIPE_OK; the next
- * msgpipe_send() (or msgpipe_close()) finishes it first.
+ * POSIX detail: a stream cannot take back half a message.  If the time runs
+ * out after part of a message went out, the rest is kept inside the pipe
+ * and the call returns MSGPIPE_OK.  The rest goes out, ahead of anything
+ * else, as the pipe is used: during the next msgpipe_send(), while any
+ * receive on the pipe waits for input, and in msgpipe_close() (for at most
+ * linger_ms).
  *
  * Errors: EINVAL (p NULL, msg NULL with len > 0), EMSGSIZE (len larger than
  * the pipe's max_message), ETIMEDOUT, ECLOSED (the peer has gone), ENOMEM,

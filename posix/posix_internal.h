@@ -11,6 +11,7 @@
 
 #include "backend.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,10 @@ struct msgpipe {
     uint8_t *tx; /* unsent tail of a message already committed */
     size_t tx_len, tx_off;
     int tx_err; /* sticky: ECLOSED once the peer has gone */
+    /* Guards tx/tx_len/tx_off/tx_err.  The sender holds it for the whole
+     * send; a receiver waiting for input only tries it, to push out the
+     * tail of a committed message while the sender is idle. */
+    pthread_mutex_t tx_lock;
 };
 
 /* Deadlines are absolute msgpipe__now_ms() values; -1 means none. */

@@ -13,7 +13,12 @@
  * message's payload, what has arrived is kept in p->hold and the next
  * receive carries on from there.  If a send's time runs out after part of
  * its message went out, the rest is kept in p->tx and written before
- * anything else, because a stream cannot take back half a message.
+ * anything else, because a stream cannot take back half a message: by the
+ * next send, by a receive while it waits for input, or by close.
+ *
+ * On Linux a message that fits in one socket buffer allocation (about half
+ * of SO_SNDBUF) is written whole or not at all, so only large messages can
+ * ever be cut by a timeout.
  */
 #include "posix_internal.h"
 
@@ -99,7 +104,7 @@ int msgpipe__from_errno(int err)
     msgpipe__set_os_error(err);
     switch (err) {
     case 0:
-        return MSGPIPE_OK;
+        return MSGPIPE_EIO; /* a failure with no reason given */
     case EPIPE:
     case ECONNRESET:
     case ENOTCONN:
@@ -134,6 +139,11 @@ int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
     msgpipe *p = (msgpipe *)calloc(1, sizeof(*p));
 
     if (p == NULL) {
+        close(fd);
+        return MSGPIPE_ENOMEM;
+    }
+    if (pthread_mutex_init(&p->tx_lock, NULL) != 0) {
+        free(p);
         close(fd);
         return MSGPIPE_ENOMEM;
     }
@@ -189,7 +199,7 @@ static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
 static int msgpipe__write_all(msgpipe *p, const struct iovec *iov, int cnt,
                               size_t total, size_t *done, int64_t deadline)
 {
-    size_t n;
+    size_t n = 0;
     int rc;
 
     while (*done < total) {
@@ -230,7 +240,23 @@ static int msgpipe__flush_tx(msgpipe *p, int64_t deadline)
     return rc;
 }
 
+static int msgpipe__send_locked(msgpipe *p, const void *msg, size_t len,
+                                int timeout_ms);
+
 int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
+{
+    int rc;
+
+    if ((uint64_t)len > p->opts.max_message)
+        return MSGPIPE_EMSGSIZE;
+    pthread_mutex_lock(&p->tx_lock);
+    rc = msgpipe__send_locked(p, msg, len, timeout_ms);
+    pthread_mutex_unlock(&p->tx_lock);
+    return rc;
+}
+
+static int msgpipe__send_locked(msgpipe *p, const void *msg, size_t len,
+                                int timeout_ms)
 {
     uint8_t hdr[MSGPIPE__FRAME_HDR_MAX];
     struct iovec iov[2];
@@ -238,8 +264,6 @@ int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
     size_t hlen, total, done = 0, rest;
     int rc;
 
-    if ((uint64_t)len > p->opts.max_message)
-        return MSGPIPE_EMSGSIZE;
     if (p->tx_err != MSGPIPE_OK)
         return p->tx_err;
     deadline = msgpipe__deadline(timeout_ms);
@@ -284,6 +308,77 @@ fail:
 
 /* ---- Receiving --------------------------------------------------------- */
 
+/* Push out what fits of a committed message's tail, without waiting.
+ * Returns 1 if some of it is still unsent.  Called with tx_lock held. */
+static int msgpipe__push_tail(msgpipe *p)
+{
+    struct iovec v;
+    size_t n;
+    int rc;
+
+    while (p->tx != NULL && p->tx_err == MSGPIPE_OK) {
+        v.iov_base = p->tx;
+        v.iov_len = p->tx_len;
+        rc = msgpipe__write_once(p, &v, 1, p->tx_off, &n);
+        if (rc != MSGPIPE_OK) {
+            p->tx_err = rc == MSGPIPE_ECLOSED ? MSGPIPE_ECLOSED : MSGPIPE_EIO;
+            return 0;
+        }
+        if (n == 0)
+            return 1;
+        p->tx_off += n;
+        if (p->tx_off == p->tx_len) {
+            free(p->tx);
+            p->tx = NULL;
+            p->tx_len = p->tx_off = 0;
+        }
+    }
+    return 0;
+}
+
+/* Wait for input until the deadline: 1 ready, 0 timed out, or an error.
+ *
+ * While it waits, it also finishes the tail of a message that a timed-out
+ * send committed (see msgpipe__b_send), if no send is running: a program
+ * that sends a request and then waits for the answer must not wait for
+ * ever on a request that is stuck half-way inside its own pipe. */
+static int msgpipe__wait_rx(msgpipe *p, int64_t deadline)
+{
+    struct pollfd pf[2];
+    int tail, rc, n;
+
+    for (;;) {
+        tail = 0;
+        if (pthread_mutex_trylock(&p->tx_lock) == 0) {
+            tail = msgpipe__push_tail(p);
+            pthread_mutex_unlock(&p->tx_lock);
+        }
+        pf[0].fd = p->fd;
+        pf[0].events = POLLIN;
+        pf[0].revents = 0;
+        n = 1;
+        if (tail && p->wfd == p->fd) {
+            pf[0].events |= POLLOUT;
+        } else if (tail) {
+            pf[1].fd = p->wfd;
+            pf[1].events = POLLOUT;
+            pf[1].revents = 0;
+            n = 2;
+        }
+        rc = poll(pf, (nfds_t)n, msgpipe__remaining(deadline));
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            return msgpipe__from_errno(errno);
+        }
+        if (rc == 0)
+            return 0;
+        if (pf[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))
+            return 1;
+        /* Only room to write: push more of the tail, then wait again. */
+    }
+}
+
 /* Read once into dst (up to cap bytes), waiting until the deadline.
  * Returns OK with *n > 0, ETIMEDOUT, ECLOSED at end of pipe, or an error. */
 static int msgpipe__read_some(msgpipe *p, void *dst, size_t cap, size_t *n,
@@ -310,7 +405,7 @@ static int msgpipe__read_some(msgpipe *p, void *dst, size_t cap, size_t *n,
                 p->rx_err = MSGPIPE_ECLOSED;
             return (int)rc;
         }
-        w = msgpipe__wait_fd(p->fd, POLLIN, deadline);
+        w = msgpipe__wait_rx(p, deadline);
         if (w < 0)
             return w;
         if (w == 0)
@@ -321,7 +416,7 @@ static int msgpipe__read_some(msgpipe *p, void *dst, size_t cap, size_t *n,
 /* Read more bytes into the receive buffer, after what is unread. */
 static int msgpipe__fill(msgpipe *p, int64_t deadline)
 {
-    size_t n;
+    size_t n = 0;
     int rc;
 
     if (p->rpos == p->rend) {
@@ -448,7 +543,7 @@ static void msgpipe__hold_release(msgpipe *p)
 /* Receive the payload (p->msg_len bytes) into dst. */
 static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, int64_t deadline)
 {
-    size_t need = (size_t)p->msg_len, got = 0, avail, n;
+    size_t need = (size_t)p->msg_len, got = 0, avail, n = 0;
     int rc = MSGPIPE_OK;
 
     if (p->hold_len > 0) {
@@ -480,6 +575,11 @@ static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, int64_t deadline)
         msgpipe__hold_release(p);
         return MSGPIPE_OK;
     }
+    if (rc == MSGPIPE_ECLOSED) {
+        /* The peer ended in the middle of this message: drop the part. */
+        p->have_len = 0;
+        return rc;
+    }
     if (rc == MSGPIPE_ETIMEDOUT && got > 0) {
         /* Keep what arrived, so that the retry loses nothing. */
         if (msgpipe__hold_reserve(p, got, need) != MSGPIPE_OK) {
@@ -495,7 +595,7 @@ static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, int64_t deadline)
 /* Receive the payload into p->hold, growing it as bytes arrive. */
 static int msgpipe__payload_hold(msgpipe *p, int64_t deadline)
 {
-    size_t need = (size_t)p->msg_len, avail, n, room;
+    size_t need = (size_t)p->msg_len, avail, n = 0, room;
     int rc;
 
     while (p->hold_len < need) {
@@ -524,6 +624,11 @@ static int msgpipe__payload_hold(msgpipe *p, int64_t deadline)
                 p->hold_len += n;
         } else {
             rc = msgpipe__fill(p, deadline);
+        }
+        if (rc == MSGPIPE_ECLOSED) {
+            /* The peer ended in the middle of this message. */
+            p->have_len = 0;
+            p->hold_len = 0;
         }
         if (rc != MSGPIPE_OK)
             return rc;
@@ -559,7 +664,7 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
     uint64_t announced = 0;
-    size_t n;
+    size_t n = 0;
     int rc;
 
     if (p->rx_err == MSGPIPE_EPROTO || p->rx_err == MSGPIPE_EIO)
@@ -595,6 +700,7 @@ void msgpipe__b_close(msgpipe *p)
      * its own, the bytes sit in the peer's receive queue. */
     if (p->tx != NULL && p->tx_err == MSGPIPE_OK)
         (void)msgpipe__flush_tx(p, msgpipe__deadline(p->opts.linger_ms));
+    pthread_mutex_destroy(&p->tx_lock);
     if (p->wfd != p->fd && p->wfd >= 0)
         close(p->wfd);
     if (p->fd >= 0)
