@@ -1,0 +1,593 @@
+/*
+ * test_server.c - the server side: many clients at once, a name already in
+ * use, shutdown from another thread, and (POSIX) the socket file: its
+ * mode, stale files, files in the way, removal on close, abstract names.
+ *
+ * Child mode: "--child listen NAME" listens on NAME, accepts one client,
+ * sends it "ready" and waits to be killed (test of a stale socket file).
+ */
+#include "support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef _WIN32
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
+/* ---- Many clients ------------------------------------------------------ */
+
+#define NCLIENTS 64
+#define NMSGS 100
+
+typedef struct {
+    const char *name;
+    int id;
+    int rc;       /* first failure, or OK */
+    int bad_echo; /* 1 if an echo differed */
+    int done;
+} client_ctx;
+
+static size_t client_msg_len(int id, int seq)
+{
+    return 8 + (size_t)((id * 7 + seq) % 300);
+}
+
+static void *client_main(void *arg)
+{
+    client_ctx *c = (client_ctx *)arg;
+    msgpipe *p = NULL;
+    unsigned char out[8 + 300], in[8 + 300 + 16];
+    int seq;
+
+    c->rc = msgpipe_connect(c->name, NULL, SUP_T_LONG, &p);
+    if (c->rc != MSGPIPE_OK)
+        return NULL;
+    for (seq = 0; seq < NMSGS; seq++) {
+        size_t len = client_msg_len(c->id, seq), got = 0;
+        sup_put32(out, (uint32_t)c->id);
+        sup_put32(out + 4, (uint32_t)seq);
+        sup_fill(out + 8, len - 8, (uint32_t)(c->id * 1000 + seq));
+        c->rc = msgpipe_send(p, out, len, SUP_T_LONG);
+        if (c->rc != MSGPIPE_OK)
+            break;
+        c->rc = msgpipe_recv(p, in, sizeof(in), &got, SUP_T_LONG);
+        if (c->rc != MSGPIPE_OK)
+            break;
+        if (got != len || memcmp(in, out, len) != 0) {
+            c->bad_echo = 1;
+            break;
+        }
+    }
+    msgpipe_close(p);
+    c->done = 1;
+    return NULL;
+}
+
+typedef struct {
+    msgpipe_server *srv;
+    int accepted;
+    int rc; /* first accept failure, or OK */
+    sup_echo *echo[NCLIENTS];
+    msgpipe *pipe[NCLIENTS];
+} acceptor_ctx;
+
+static void *acceptor_main(void *arg)
+{
+    acceptor_ctx *a = (acceptor_ctx *)arg;
+    a->rc = MSGPIPE_OK;
+    while (a->accepted < NCLIENTS) {
+        msgpipe *p = NULL;
+        int rc = msgpipe_accept(a->srv, SUP_T_LONG, &p);
+        if (rc != MSGPIPE_OK) {
+            a->rc = rc;
+            break;
+        }
+        a->pipe[a->accepted] = p;
+        a->echo[a->accepted++] = sup_echo_start(p);
+    }
+    return NULL;
+}
+
+static void test_64_clients_at_once_each_get_their_echoes(void **state)
+{
+    char name[96];
+    acceptor_ctx *a = (acceptor_ctx *)calloc(1, sizeof(*a));
+    client_ctx *c = (client_ctx *)calloc(NCLIENTS, sizeof(*c));
+    sup_thread *ta, *tc[NCLIENTS];
+    int i, failed = 0;
+    (void)state;
+
+    assert_non_null(a);
+    assert_non_null(c);
+    sup_name(name, sizeof(name), "srv");
+    assert_rc(msgpipe_listen(name, NULL, &a->srv), MSGPIPE_OK);
+    ta = sup_thread_start(acceptor_main, a);
+    for (i = 0; i < NCLIENTS; i++) {
+        c[i].name = name;
+        c[i].id = i;
+        c[i].rc = 1;
+        tc[i] = sup_thread_start(client_main, &c[i]);
+    }
+    for (i = 0; i < NCLIENTS; i++)
+        sup_thread_join(tc[i]);
+    sup_thread_join(ta);
+    for (i = 0; i < NCLIENTS; i++) {
+        if (c[i].rc != MSGPIPE_OK || c[i].bad_echo || !c[i].done) {
+            print_error("client %d: %s%s\n", i, msgpipe_errname(c[i].rc),
+                        c[i].bad_echo ? ", wrong echo" : "");
+            failed++;
+        }
+    }
+    assert_rc(a->rc, MSGPIPE_OK);
+    assert_int_equal(a->accepted, NCLIENTS);
+    for (i = 0; i < a->accepted; i++) {
+        int end_rc;
+        long n = sup_echo_join(a->echo[i], &end_rc);
+        if (n != NMSGS || end_rc != MSGPIPE_ECLOSED) {
+            print_error("server pipe %d: echoed %ld, ended with %s\n", i, n,
+                        msgpipe_errname(end_rc));
+            failed++;
+        }
+        msgpipe_close(a->pipe[i]);
+    }
+    assert_int_equal(failed, 0);
+    msgpipe_server_close(a->srv);
+    free(a);
+    free(c);
+}
+
+/* ---- A name in use ----------------------------------------------------- */
+
+static void round_trip_on(msgpipe_server *srv, const char *name)
+{
+    msgpipe *c = NULL, *a = NULL;
+    char buf[16];
+    size_t len;
+
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, "ping", 4, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "ping", 4);
+    assert_rc(msgpipe_send(a, "pong!", 5, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(c, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "pong!", 5);
+    msgpipe_close(c);
+    msgpipe_close(a);
+}
+
+static void test_second_listen_on_live_name_is_eaddrinuse(void **state)
+{
+    msgpipe_server *srv = NULL, *srv2 = NULL;
+    char name[96];
+    (void)state;
+
+    /* Wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE, but the Win32
+     * backend also counts the pipe's instances after creating its first
+     * one, so this runs (and must pass) under Wine too. */
+    sup_name(name, sizeof(name), "srv");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    assert_rc(msgpipe_listen(name, NULL, &srv2), MSGPIPE_EADDRINUSE);
+    assert_null(srv2);
+    /* The first server was not disturbed.  (POSIX: the probe connect that
+     * found the live server may be queued as a client that came and went;
+     * a server sees such clients anyway, so one is tolerated.) */
+    {
+        msgpipe *c = NULL, *a = NULL;
+        char buf[16];
+        size_t len = 0;
+        int rc;
+        assert_rc(msgpipe_connect(name, NULL, SUP_T, &c), MSGPIPE_OK);
+        assert_rc(msgpipe_send(c, "ping", 4, SUP_T), MSGPIPE_OK);
+        assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+        rc = msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T);
+        if (rc == MSGPIPE_ECLOSED) {
+            print_message("note: the first accept was the probe\n");
+            msgpipe_close(a);
+            assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+            rc = msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T);
+        }
+        assert_rc(rc, MSGPIPE_OK);
+        assert_int_equal(len, 4);
+        assert_memory_equal(buf, "ping", 4);
+        assert_rc(msgpipe_send(a, "pong", 4, SUP_T), MSGPIPE_OK);
+        assert_rc(msgpipe_recv(c, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+        assert_int_equal(len, 4);
+        assert_memory_equal(buf, "pong", 4);
+        msgpipe_close(a);
+        msgpipe_close(c);
+    }
+    msgpipe_server_close(srv);
+}
+
+/* ---- Shutdown ---------------------------------------------------------- */
+
+typedef struct {
+    msgpipe_server *srv;
+    int timeout;
+    int rc;
+    msgpipe *p;
+} accept_ctx;
+
+static void *accept_main(void *arg)
+{
+    accept_ctx *a = (accept_ctx *)arg;
+    a->rc = msgpipe_accept(a->srv, a->timeout, &a->p);
+    return NULL;
+}
+
+/* Run msgpipe_accept(srv, timeout) in a thread; the result must come
+ * within 5 s.  Returns its code. */
+static int accept_bounded(msgpipe_server *srv, int timeout)
+{
+    accept_ctx *a = (accept_ctx *)calloc(1, sizeof(*a));
+    sup_thread *t;
+    int rc;
+
+    assert_non_null(a);
+    a->srv = srv;
+    a->timeout = timeout;
+    a->rc = 1;
+    t = sup_thread_start(accept_main, a);
+    if (sup_thread_join_timeout(t, 5000, NULL) != 0) {
+        print_error("msgpipe_accept(%d) still blocked after 5 s\n", timeout);
+        fail(); /* the thread and a leak */
+    }
+    msgpipe_close(a->p);
+    rc = a->rc;
+    free(a);
+    return rc;
+}
+
+static void test_shutdown_releases_blocked_accept(void **state)
+{
+    msgpipe_server *srv = NULL;
+    accept_ctx *a = (accept_ctx *)calloc(1, sizeof(*a));
+    sup_thread *t;
+    msgpipe *p = NULL;
+    char name[96];
+    (void)state;
+
+    assert_non_null(a);
+    sup_name(name, sizeof(name), "srv");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    a->srv = srv;
+    a->timeout = MSGPIPE_INFINITE;
+    a->rc = 1;
+    t = sup_thread_start(accept_main, a);
+    sup_sleep_ms(200); /* let it block (not required for the result) */
+    msgpipe_server_shutdown(srv);
+    if (sup_thread_join_timeout(t, 5000, NULL) != 0) {
+        print_error("msgpipe_accept(-1) not released 5 s after shutdown\n");
+        fail();
+    }
+    assert_rc(a->rc, MSGPIPE_ESHUTDOWN);
+    assert_null(a->p);
+    /* Later accepts fail the same way, whatever their timeout. */
+    assert_rc(msgpipe_accept(srv, 0, &p), MSGPIPE_ESHUTDOWN);
+    assert_rc(msgpipe_accept(srv, 1000, &p), MSGPIPE_ESHUTDOWN);
+    assert_rc(accept_bounded(srv, MSGPIPE_INFINITE), MSGPIPE_ESHUTDOWN);
+    msgpipe_server_shutdown(srv); /* again: nothing happens */
+    msgpipe_server_close(srv);
+    free(a);
+}
+
+static void
+test_accept_after_shutdown_is_eshutdown_even_with_client_queued(void **state)
+{
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL, *p = NULL;
+    char name[96];
+    (void)state;
+
+    sup_name(name, sizeof(name), "srv");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, &c), MSGPIPE_OK);
+    msgpipe_server_shutdown(srv);
+    msgpipe_server_shutdown(srv);
+    assert_rc(msgpipe_accept(srv, 0, &p), MSGPIPE_ESHUTDOWN);
+    assert_rc(accept_bounded(srv, MSGPIPE_INFINITE), MSGPIPE_ESHUTDOWN);
+    assert_null(p);
+    msgpipe_server_close(srv);
+    msgpipe_close(c);
+}
+
+static void test_shutdown_leaves_accepted_pipes_working(void **state)
+{
+    sup_pair pr;
+    char buf[16];
+    size_t len;
+    (void)state;
+
+    sup_pair_open(&pr, "srv", NULL, NULL);
+    msgpipe_server_shutdown(pr.srv);
+    assert_rc(msgpipe_send(pr.c, "up", 2, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 2);
+    assert_rc(msgpipe_send(pr.s, "down", 4, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.c, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "down", 4);
+    /* Closing the server keeps accepted pipes open too. */
+    msgpipe_server_close(pr.srv);
+    pr.srv = NULL;
+    assert_rc(msgpipe_send(pr.c, "still", 5, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "still", 5);
+    sup_pair_close(&pr);
+}
+
+static void test_connect_after_server_close_is_enoent(void **state)
+{
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL;
+    char name[96];
+    (void)state;
+
+    sup_name(name, sizeof(name), "srv");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    msgpipe_server_close(srv);
+    assert_rc(msgpipe_connect(name, NULL, 0, &c), MSGPIPE_ENOENT);
+    assert_null(c);
+    /* The name is free again. */
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    round_trip_on(srv, name);
+    msgpipe_server_close(srv);
+}
+
+/* ---- A server that died ------------------------------------------------ */
+
+static int child_listen(const char *name)
+{
+    msgpipe_server *srv = NULL;
+    msgpipe *p = NULL;
+    int rc = msgpipe_listen(name, NULL, &srv);
+    if (rc == MSGPIPE_OK)
+        rc = msgpipe_accept(srv, SUP_T_LONG, &p);
+    if (rc == MSGPIPE_OK)
+        rc = msgpipe_send(p, "ready", 5, SUP_T);
+    if (rc != MSGPIPE_OK) {
+        fprintf(stderr, "child listen %s: %s\n", name, msgpipe_errname(rc));
+        return 1;
+    }
+    msgpipe_close(p);
+    sup_sleep_ms(60000); /* the parent kills us long before */
+    return 2;
+}
+
+/* A server process killed with SIGKILL (TerminateProcess) leaves its name
+ * behind (POSIX: a socket file nobody listens on); a new server takes the
+ * name and serves. */
+static void test_listen_recovers_name_of_killed_server(void **state)
+{
+    char name[96], buf[16];
+    const char *args[3];
+    sup_proc *child;
+    msgpipe *c = NULL;
+    msgpipe_server *srv = NULL;
+    size_t len;
+    int code;
+    (void)state;
+
+    sup_name(name, sizeof(name), "srv");
+    args[0] = "listen";
+    args[1] = name;
+    args[2] = NULL;
+    child = sup_spawn_self(args);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T_LONG, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(c, buf, sizeof(buf), &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "ready", 5);
+    msgpipe_close(c);
+    sup_proc_kill(child);
+    code = sup_proc_wait(child);
+    assert_int_not_equal(code, 0);
+#ifndef _WIN32
+    {
+        char path[1100];
+        struct stat st;
+        sup_sys_name(name, path, sizeof(path));
+        assert_int_equal(lstat(path, &st), 0); /* the stale file is there */
+        assert_true(S_ISSOCK(st.st_mode));
+    }
+#endif
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    round_trip_on(srv, name);
+    msgpipe_server_close(srv);
+}
+
+/* ---- POSIX: the socket file -------------------------------------------- */
+
+#ifndef _WIN32
+static void expect_mode(int access, int has_access, unsigned mode)
+{
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    char name[96], path[1100];
+    struct stat st;
+
+    sup_name(name, sizeof(name), "srv");
+    msgpipe_options_init(&o);
+    if (has_access)
+        o.access = access;
+    assert_rc(msgpipe_listen(name, has_access ? &o : NULL, &srv), MSGPIPE_OK);
+    sup_sys_name(name, path, sizeof(path));
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    if ((st.st_mode & 07777) != mode) {
+        print_error("%s: mode %04o, expected %04o\n", path,
+                    (unsigned)(st.st_mode & 07777), mode);
+        fail();
+    }
+    msgpipe_server_close(srv);
+}
+#endif
+
+static void test_socket_file_mode_is_0600_by_default(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    SUP_SKIP("POSIX only: socket file mode");
+#else
+    expect_mode(0, 0, 0600);
+    expect_mode(MSGPIPE_ACCESS_OWNER, 1, 0600);
+#endif
+}
+
+static void test_socket_file_mode_is_0660_with_access_group(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    SUP_SKIP("POSIX only: socket file mode");
+#else
+    expect_mode(MSGPIPE_ACCESS_GROUP, 1, 0660);
+#endif
+}
+
+static void test_socket_file_mode_is_0666_with_access_world(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    SUP_SKIP("POSIX only: socket file mode");
+#else
+    expect_mode(MSGPIPE_ACCESS_WORLD, 1, 0666);
+#endif
+}
+
+static void test_listen_never_removes_regular_file_in_the_way(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    SUP_SKIP("POSIX only: a regular file at the socket path");
+#else
+    {
+        msgpipe_server *srv = NULL;
+        char name[96], path[1100], buf[16];
+        struct stat st;
+        FILE *f;
+        size_t n;
+
+        sup_name(name, sizeof(name), "srv");
+        sup_sys_name(name, path, sizeof(path));
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("keep", f);
+        fclose(f);
+        assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_EADDRINUSE);
+        assert_null(srv);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        f = fopen(path, "r");
+        assert_non_null(f);
+        n = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        assert_int_equal(n, 4);
+        assert_memory_equal(buf, "keep", 4);
+        assert_int_equal(unlink(path), 0);
+    }
+#endif
+}
+
+static void test_server_close_removes_socket_file(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    SUP_SKIP("POSIX only: socket file removal");
+#else
+    {
+        msgpipe_server *srv = NULL;
+        char name[96], path[1100];
+        struct stat st;
+
+        sup_name(name, sizeof(name), "srv");
+        sup_sys_name(name, path, sizeof(path));
+        assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISSOCK(st.st_mode));
+        msgpipe_server_close(srv);
+        errno = 0;
+        assert_int_equal(lstat(path, &st), -1);
+        assert_int_equal(errno, ENOENT);
+    }
+#endif
+}
+
+/* Linux: "@name" is an abstract socket, with no file anywhere.  Elsewhere
+ * it is MSGPIPE_ENOTSUP. */
+static void test_abstract_name_works_on_linux_only(void **state)
+{
+    msgpipe_server *srv = NULL;
+    char base[96], name[100];
+    (void)state;
+
+    sup_name(base, sizeof(base), "srv");
+    snprintf(name, sizeof(name), "@%s", base);
+#ifdef __linux__
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    round_trip_on(srv, name);
+    {
+        char path[1200];
+        struct stat st;
+        const char *xdg = getenv("XDG_RUNTIME_DIR");
+        assert_int_equal(lstat(name, &st), -1);
+        assert_int_equal(lstat(base, &st), -1);
+        snprintf(path, sizeof(path), "/tmp/%s", name);
+        assert_int_equal(lstat(path, &st), -1);
+        snprintf(path, sizeof(path), "/tmp/%s", base);
+        assert_int_equal(lstat(path, &st), -1);
+        if (xdg != NULL && xdg[0] == '/') {
+            snprintf(path, sizeof(path), "%s/%s", xdg, name);
+            assert_int_equal(lstat(path, &st), -1);
+        }
+    }
+    /* The name is taken while the server lives. */
+    {
+        msgpipe_server *srv2 = NULL;
+        assert_rc(msgpipe_listen(name, NULL, &srv2), MSGPIPE_EADDRINUSE);
+    }
+    msgpipe_server_close(srv);
+    {
+        msgpipe *c = NULL;
+        assert_rc(msgpipe_connect(name, NULL, 0, &c), MSGPIPE_ENOENT);
+    }
+#else
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_ENOTSUP);
+    assert_null(srv);
+#endif
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_64_clients_at_once_each_get_their_echoes),
+        cmocka_unit_test(test_second_listen_on_live_name_is_eaddrinuse),
+        cmocka_unit_test(test_shutdown_releases_blocked_accept),
+        cmocka_unit_test(
+            test_accept_after_shutdown_is_eshutdown_even_with_client_queued),
+        cmocka_unit_test(test_shutdown_leaves_accepted_pipes_working),
+        cmocka_unit_test(test_connect_after_server_close_is_enoent),
+        cmocka_unit_test(test_listen_recovers_name_of_killed_server),
+        cmocka_unit_test(test_socket_file_mode_is_0600_by_default),
+        cmocka_unit_test(test_socket_file_mode_is_0660_with_access_group),
+        cmocka_unit_test(test_socket_file_mode_is_0666_with_access_world),
+        cmocka_unit_test(test_listen_never_removes_regular_file_in_the_way),
+        cmocka_unit_test(test_server_close_removes_socket_file),
+        cmocka_unit_test(test_abstract_name_works_on_linux_only),
+    };
+
+    sup_init(argc, argv);
+    if (sup_child_mode(argc, argv)) {
+        if (argc == 4 && strcmp(argv[2], "listen") == 0)
+            return child_listen(argv[3]);
+        fprintf(stderr, "unknown child mode\n");
+        return 100;
+    }
+    return sup_finish(cmocka_run_group_tests_name("server", tests, NULL, NULL));
+}
