@@ -207,7 +207,8 @@ typedef struct msgpipe msgpipe;               /* one connected pipe */
  *   "@ABC"                  Linux: the abstract socket namespace;
  *                           elsewhere MSGPIPE_ENOTSUP
  *
- * A name that is NULL, empty, or ends in a separator is MSGPIPE_EBADNAME; one
+ * A name that is NULL, empty, "." or "..", or ends in a separator is
+ * MSGPIPE_EBADNAME; one
  * whose system form does not fit the system's limit (sun_path on POSIX,
  * 256 characters on Windows) is MSGPIPE_ENAMETOOLONG.  Both are found before
  * any system call: a name is never truncated.  Names are UTF-8.
@@ -316,7 +317,9 @@ MSGPIPE_EXTERN int msgpipe_send(msgpipe *p, const void *msg, size_t len,
  * stays queued: retry with a buffer of at least *len bytes.  If the message
  * is larger than max_message it is discarded without being stored, the call
  * returns MSGPIPE_EMSGSIZE with *len set to its announced size, and the
- * next call receives the message after it.  buf may be NULL when cap is 0.
+ * next call receives the message after it (EMSGSIZE takes precedence over
+ * ENOBUFS: such a message can never be received).  buf may be NULL when cap
+ * is 0.
  *
  * Errors: EINVAL (p or len NULL, buf NULL with cap > 0), ETIMEDOUT (nothing
  * lost), ENOBUFS, EMSGSIZE, ECLOSED (the peer closed; every message it sent
@@ -334,6 +337,8 @@ MSGPIPE_EXTERN int msgpipe_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
  * message still gives a non-NULL buffer.  Memory grows as the bytes arrive,
  * never ahead of them on the strength of a length the peer announced.
  *
+ * On any error *msg is NULL (and *len 0, except with EMSGSIZE).
+ *
  * Errors: EINVAL, ETIMEDOUT (nothing lost), EMSGSIZE, ECLOSED, EPROTO,
  * ENOMEM (the message stays queued), EIO.
  */
@@ -348,8 +353,8 @@ MSGPIPE_EXTERN void msgpipe_free(void *msg);
 /* Who is at the other end of a pipe. */
 typedef struct msgpipe_peer_info {
     int64_t pid; /* process id, or -1 if the system cannot tell */
-    int64_t uid; /* POSIX user id, or -1 (always -1 on Windows) */
-    int64_t gid; /* POSIX group id, or -1 (always -1 on Windows) */
+    int64_t uid; /* POSIX effective user id, or -1 (always -1 on Windows) */
+    int64_t gid; /* POSIX effective group id, or -1 (always -1 on Windows) */
 } msgpipe_peer_info;
 
 /*

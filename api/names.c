@@ -56,8 +56,11 @@ static int msgpipe__parse_win32(const char *name, size_t len,
     }
     if (name[0] == '@')
         return MSGPIPE_ENOTSUP; /* the abstract namespace is Linux only */
-    /* A path (or a remote or malformed pipe path) has no meaning here. */
-    if (strchr(name, '/') != NULL || strchr(name, '\\') != NULL)
+    /* A path (or a remote or malformed pipe path) has no meaning here;
+     * "." and ".." are refused as on POSIX, where they are directories,
+     * so that a plain name valid on one system is valid on the other. */
+    if (strchr(name, '/') != NULL || strchr(name, '\\') != NULL ||
+        strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return MSGPIPE_EBADNAME;
     return msgpipe__put(out, MSGPIPE__NAME_WIN32, MSGPIPE__WIN_PREFIX,
                         MSGPIPE__WIN_PREFIX_LEN, name, len, bi->path_max);

@@ -69,7 +69,8 @@ logs=$deps/logs
 mkdir -p "$logs"
 
 triple=x86_64-w64-mingw32
-suite=bookworm
+suite=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+suite=${suite:-bookworm}
 
 say() { echo "win-deps: $*" >&2; }
 die() { say "error: $*"; exit 1; }
