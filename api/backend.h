@@ -132,4 +132,16 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info);
 /* Graceful close (see msgpipe_close) and free. */
 void msgpipe__b_close(msgpipe *p);
 
+/* Wait for readiness as msgpipe_poll() documents.  The core has checked
+ * the items (each is skipped, or has exactly one of pipe/server, events
+ * within MSGPIPE_POLLIN|MSGPIPE_POLLOUT, no POLLOUT on a server) and
+ * cleared every revents.  Returns the number of ready items (> 0),
+ * ETIMEDOUT, or an error. */
+int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms);
+
+/* The handle an outside loop waits on; events is exactly one of
+ * MSGPIPE_POLLIN / MSGPIPE_POLLOUT. */
+int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out);
+int msgpipe__b_server_native_handle(msgpipe_server *srv, msgpipe_native *out);
+
 #endif /* MSGPIPE_BACKEND_H */

@@ -285,3 +285,39 @@ void msgpipe_close(msgpipe *p)
     if (p != NULL)
         msgpipe__b_close(p);
 }
+
+int msgpipe_poll(msgpipe_pollitem *items, size_t n, int timeout_ms)
+{
+    size_t i;
+
+    if (!msgpipe__timeout_ok(timeout_ms) || (items == NULL && n > 0) ||
+        (n == 0 && timeout_ms < 0))
+        return MSGPIPE_EINVAL;
+    for (i = 0; i < n; i++) {
+        msgpipe_pollitem *it = &items[i];
+        if (it->pipe != NULL && it->server != NULL)
+            return MSGPIPE_EINVAL;
+        if ((it->events & ~(MSGPIPE_POLLIN | MSGPIPE_POLLOUT)) != 0)
+            return MSGPIPE_EINVAL;
+        if (it->server != NULL && (it->events & MSGPIPE_POLLOUT) != 0)
+            return MSGPIPE_EINVAL;
+    }
+    for (i = 0; i < n; i++)
+        items[i].revents = 0;
+    return msgpipe__b_poll(items, n, timeout_ms);
+}
+
+int msgpipe_native_handle(msgpipe *p, unsigned events, msgpipe_native *out)
+{
+    if (p == NULL || out == NULL ||
+        (events != MSGPIPE_POLLIN && events != MSGPIPE_POLLOUT))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_native_handle(p, events, out);
+}
+
+int msgpipe_server_native_handle(msgpipe_server *srv, msgpipe_native *out)
+{
+    if (srv == NULL || out == NULL)
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_server_native_handle(srv, out);
+}

@@ -380,6 +380,105 @@ MSGPIPE_EXTERN int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info);
  */
 MSGPIPE_EXTERN void msgpipe_close(msgpipe *p);
 
+/* ---- Many pipes in one thread ------------------------------------------ */
+
+/* Events for msgpipe_pollitem.events and .revents. */
+#define MSGPIPE_POLLIN 0x1u  /* see msgpipe_poll */
+#define MSGPIPE_POLLOUT 0x2u /* see msgpipe_poll; pipes only */
+
+/* One thing msgpipe_poll() watches: a pipe or a server. */
+typedef struct msgpipe_pollitem {
+    msgpipe *pipe;          /* a pipe to watch, or NULL */
+    msgpipe_server *server; /* or a server to watch; NULL for a pipe item */
+    unsigned events;        /* what to watch for: MSGPIPE_POLLIN/POLLOUT */
+    unsigned revents;       /* set by msgpipe_poll(): what is ready */
+    void *user;             /* the caller's; msgpipe does not touch it */
+} msgpipe_pollitem;
+
+/*
+ * msgpipe_poll - wait until one of n pipes or servers is ready.
+ *
+ * Blocks up to timeout_ms until at least one item is ready, then sets every
+ * item's revents and returns how many items are ready (> 0).  Readiness is
+ * exact, including messages msgpipe has already read from the system:
+ *
+ *   MSGPIPE_POLLIN on a pipe    msgpipe_recv(..., 0) returns at once with
+ *                               something other than ETIMEDOUT: a whole
+ *                               message (or ENOBUFS/EMSGSIZE for it), the
+ *                               end of the pipe (ECLOSED), or an error.
+ *   MSGPIPE_POLLIN on a server  msgpipe_accept(..., 0) returns at once: a
+ *                               client is waiting, or the server was shut
+ *                               down (ESHUTDOWN).
+ *   MSGPIPE_POLLOUT on a pipe   msgpipe_send(..., 0) of a small message
+ *                               succeeds (or reports ECLOSED): the pipe has
+ *                               room.  A large message may still not fit.
+ *
+ * After an item is reported ready, receive (or accept) with timeout 0 until
+ * MSGPIPE_ETIMEDOUT; an item that is not drained is reported again at once.
+ * An item whose pipe and server are both NULL is skipped (revents 0), so an
+ * array may have holes.  While a waiting client or message is being reported,
+ * no CPU is used; an idle wait is one system call.
+ *
+ * Polling a pipe counts as receiving on it (it may read messages from the
+ * system into the pipe): no other thread may receive on that pipe during
+ * the call; sending from another thread is allowed.  Any number of items
+ * (beyond 1,024 on POSIX and beyond 64 on Windows).
+ *
+ * Errors: EINVAL (items NULL with n > 0; an item with both a pipe and a
+ * server; unknown event bits; POLLOUT on a server; n == 0 with timeout -1),
+ * ETIMEDOUT (nothing became ready; n == 0 just waits), ENOMEM, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_poll(msgpipe_pollitem *items, size_t n,
+                                int timeout_ms);
+
+/* A system handle that an outside event loop can wait on. */
+#if defined(_WIN32) || defined(__CYGWIN__)
+typedef void *msgpipe_native; /* a HANDLE: an event object */
+#else
+typedef int msgpipe_native; /* a file descriptor */
+#endif
+
+/*
+ * msgpipe_native_handle - what to wait on for one pipe in another event
+ * loop (libuv, GLib, Qt, poll, WaitForMultipleObjects).
+ *
+ * events is MSGPIPE_POLLIN or MSGPIPE_POLLOUT.  The handle stays owned by
+ * msgpipe and valid until msgpipe_close(): do not close, read, write or
+ * reset it.  Does not block.
+ *
+ * POSIX: a file descriptor; wait for it to be readable (POLLIN) or
+ * writable (POLLOUT), level-triggered.  Windows (POLLIN only): a
+ * manual-reset event, signalled while a message or the end of the pipe is
+ * waiting; usable with WaitForMultipleObjects.
+ *
+ * The rule that keeps readiness exact: msgpipe may already hold messages
+ * it read from the system, which then no longer makes the handle ready.
+ * So, when the handle is ready - and once before the first wait - call
+ * msgpipe_recv(..., 0) (or msgpipe_recv_alloc) until it returns
+ * MSGPIPE_ETIMEDOUT, and only then wait on the handle again.
+ *
+ * Errors: EINVAL (p or out NULL, events not exactly one of the two),
+ * ENOTSUP (Windows and POLLOUT: no waitable object exists for room in a
+ * pipe; use msgpipe_poll), ENOMEM, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_native_handle(msgpipe *p, unsigned events,
+                                         msgpipe_native *out);
+
+/*
+ * msgpipe_server_native_handle - what to wait on for a server in another
+ * event loop: ready while a client is waiting for msgpipe_accept().
+ * POSIX: the listening descriptor, to wait on for readability; Windows: a
+ * manual-reset event.  Owned by msgpipe, valid until
+ * msgpipe_server_close().  When it is ready, accept with timeout 0 until
+ * MSGPIPE_ETIMEDOUT.  msgpipe_server_shutdown() is not reported through
+ * this handle (the loop that calls it knows); msgpipe_poll() does report
+ * it.  Does not block.
+ *
+ * Errors: EINVAL, ENOMEM, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_server_native_handle(msgpipe_server *srv,
+                                                msgpipe_native *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,7 @@
 #include "backend.h"
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,9 @@ struct msgpipe {
     uint8_t *hold; /* payload received before a timeout, kept here */
     size_t hold_len, hold_cap;
     int rx_err; /* sticky: ECLOSED after end of pipe, EPROTO */
+    /* msgpipe_poll met an oversized header: the next receive reports it. */
+    int emsg_pending;
+    uint64_t emsg_len;
 
     /* Send side: touched only by the sending thread. */
     uint8_t *tx; /* unsent tail of a message already committed */
@@ -43,6 +47,15 @@ struct msgpipe {
      * send; a receiver waiting for input only tries it, to push out the
      * tail of a committed message while the sender is idle. */
     pthread_mutex_t tx_lock;
+};
+
+struct msgpipe_server {
+    int fd;      /* listening, non-blocking, close-on-exec */
+    int wake[2]; /* shutdown writes one byte to wake[1]; never drained */
+    msgpipe__opts opts;
+    msgpipe__name name;
+    dev_t dev; /* identity of the socket file this server made */
+    ino_t ino;
 };
 
 /* Deadlines are absolute msgpipe__now_ms() values; -1 means none. */
@@ -61,6 +74,19 @@ int msgpipe__from_errno(int err);
 
 /* Make fd non-blocking and close-on-exec; returns 0 or -1 with errno. */
 int msgpipe__fd_setup(int fd);
+
+/* Receive-side readiness for msgpipe_poll (posix_stream.c).
+ * msgpipe__rx_ready: a receive would return at once with something other
+ * than ETIMEDOUT, judged from what msgpipe holds (no system call).
+ * msgpipe__rx_pump: the descriptor is readable: take what has arrived
+ * (without blocking) into the pipe, then answer as msgpipe__rx_ready. */
+int msgpipe__rx_ready(msgpipe *p);
+int msgpipe__rx_pump(msgpipe *p);
+
+/* Send-side readiness: push out what fits of a committed message's tail
+ * if no send is running; returns 1 while some of it is left (then a send
+ * would wait for it first). */
+int msgpipe__tx_push(msgpipe *p);
 
 /* Wrap a connected descriptor in a new pipe (takes fd, closing it on
  * failure). */

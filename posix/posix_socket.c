@@ -42,15 +42,6 @@ const msgpipe__backend_info msgpipe__backend = {
     16 /* default listen backlog */
 };
 
-struct msgpipe_server {
-    int fd;      /* listening, non-blocking, close-on-exec */
-    int wake[2]; /* shutdown writes one byte to wake[1]; never drained */
-    msgpipe__opts opts;
-    msgpipe__name name;
-    dev_t dev; /* identity of the socket file this server made */
-    ino_t ino;
-};
-
 int msgpipe__fd_setup(int fd)
 {
     int fl = fcntl(fd, F_GETFD);
@@ -432,4 +423,10 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
 #endif
     return MSGPIPE_OK;
 #endif
+}
+
+int msgpipe__b_server_native_handle(msgpipe_server *s, msgpipe_native *out)
+{
+    *out = s->fd;
+    return MSGPIPE_OK;
 }

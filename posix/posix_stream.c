@@ -336,6 +336,19 @@ static int msgpipe__push_tail(msgpipe *p)
     return 0;
 }
 
+int msgpipe__tx_push(msgpipe *p)
+{
+    int tail = 0;
+
+    /* Only try the lock: a running send finishes the tail itself, and a
+     * receiver must never wait behind a sender. */
+    if (pthread_mutex_trylock(&p->tx_lock) == 0) {
+        tail = msgpipe__push_tail(p);
+        pthread_mutex_unlock(&p->tx_lock);
+    }
+    return tail;
+}
+
 /* Wait for input until the deadline: 1 ready, 0 timed out, or an error.
  *
  * While it waits, it also finishes the tail of a message that a timed-out
@@ -348,11 +361,7 @@ static int msgpipe__wait_rx(msgpipe *p, int64_t deadline)
     int tail, rc, n;
 
     for (;;) {
-        tail = 0;
-        if (pthread_mutex_trylock(&p->tx_lock) == 0) {
-            tail = msgpipe__push_tail(p);
-            pthread_mutex_unlock(&p->tx_lock);
-        }
+        tail = msgpipe__tx_push(p);
         pf[0].fd = p->fd;
         pf[0].events = POLLIN;
         pf[0].revents = 0;
@@ -645,6 +654,12 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
 
     if (p->rx_err == MSGPIPE_EPROTO || p->rx_err == MSGPIPE_EIO)
         return p->rx_err;
+    if (p->emsg_pending) {
+        /* msgpipe_poll met this oversized message's header. */
+        p->emsg_pending = 0;
+        *len = msgpipe__clamp_size(p->emsg_len);
+        return MSGPIPE_EMSGSIZE;
+    }
     rc = msgpipe__next_header(p, deadline, &announced);
     if (rc == MSGPIPE_EMSGSIZE)
         *len = msgpipe__clamp_size(announced);
@@ -669,6 +684,12 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
 
     if (p->rx_err == MSGPIPE_EPROTO || p->rx_err == MSGPIPE_EIO)
         return p->rx_err;
+    if (p->emsg_pending) {
+        /* msgpipe_poll met this oversized message's header. */
+        p->emsg_pending = 0;
+        *len = msgpipe__clamp_size(p->emsg_len);
+        return MSGPIPE_EMSGSIZE;
+    }
     rc = msgpipe__next_header(p, deadline, &announced);
     if (rc == MSGPIPE_EMSGSIZE)
         *len = msgpipe__clamp_size(announced);
@@ -686,6 +707,68 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
     p->hold = NULL;
     p->hold_len = p->hold_cap = 0;
     p->have_len = 0;
+    return MSGPIPE_OK;
+}
+
+/* ---- Readiness (msgpipe_poll) ----------------------------------------- */
+
+int msgpipe__rx_ready(msgpipe *p)
+{
+    uint64_t len;
+    size_t avail, hlen, off = 0;
+    int rc;
+
+    if (p->rx_err != MSGPIPE_OK || p->emsg_pending)
+        return 1;
+    avail = p->rbuf != NULL ? p->rend - p->rpos : 0;
+    if (p->have_len)
+        return (uint64_t)p->hold_len + avail >= p->msg_len;
+    if (p->skip > 0) {
+        if (p->skip >= avail)
+            return 0;
+        off = (size_t)p->skip;
+    }
+    if (avail - off == 0)
+        return 0;
+    rc = msgpipe__frame_decode(p->rbuf + p->rpos + off, avail - off, &len,
+                               &hlen);
+    if (rc != 1)
+        return rc < 0; /* a broken header is reported at once */
+    if (len > msgpipe__rx_limit(p))
+        return 1; /* EMSGSIZE at once */
+    return avail - off - hlen >= len;
+}
+
+int msgpipe__rx_pump(msgpipe *p)
+{
+    int64_t now = msgpipe__now_ms();
+    uint64_t announced = 0;
+    int rc;
+
+    if (msgpipe__rx_ready(p))
+        return 1;
+    /* Deadline "now": take what the descriptor has, never wait. */
+    rc = msgpipe__next_header(p, now, &announced);
+    if (rc == MSGPIPE_EMSGSIZE) {
+        p->emsg_pending = 1;
+        p->emsg_len = announced;
+        return 1;
+    }
+    if (rc == MSGPIPE_ETIMEDOUT)
+        return msgpipe__rx_ready(p);
+    if (rc != MSGPIPE_OK)
+        return 1; /* end of pipe or an error: a receive returns it */
+    if (msgpipe__rx_ready(p))
+        return 1;
+    /* A payload that has not all arrived: gather what there is in hold,
+     * where the next receive finds it. */
+    rc = msgpipe__payload_hold(p, now);
+    return rc != MSGPIPE_ETIMEDOUT;
+}
+
+int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out)
+{
+    *out = events == MSGPIPE_POLLOUT ? p->wfd : p->fd;
     return MSGPIPE_OK;
 }
 

@@ -14,8 +14,10 @@
 #include <process.h>
 #else
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <spawn.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -246,6 +248,66 @@ int sup_is_wine(void)
     return ntdll != NULL && GetProcAddress(ntdll, "wine_get_version") != NULL;
 #else
     return 0;
+#endif
+}
+
+int64_t sup_cpu_ms(void)
+{
+#ifdef _WIN32
+    FILETIME c, e, k, u;
+    ULARGE_INTEGER kk, uu;
+    if (!GetProcessTimes(GetCurrentProcess(), &c, &e, &k, &u))
+        return -1;
+    kk.LowPart = k.dwLowDateTime;
+    kk.HighPart = k.dwHighDateTime;
+    uu.LowPart = u.dwLowDateTime;
+    uu.HighPart = u.dwHighDateTime;
+    return (int64_t)((kk.QuadPart + uu.QuadPart) / 10000);
+#else
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return -1;
+    return (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
+           (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
+#endif
+}
+
+int sup_raise_fd_limit(long want)
+{
+#ifdef _WIN32
+    (void)want;
+    return 1;
+#else
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= (rlim_t)want)
+        return 1;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (rlim_t)want)
+        return 0;
+    rl.rlim_cur = (rlim_t)want;
+    return setrlimit(RLIMIT_NOFILE, &rl) == 0;
+#endif
+}
+
+int sup_wait_native(msgpipe_native h, unsigned events, int timeout_ms)
+{
+#ifdef _WIN32
+    DWORD rc;
+    (void)events;
+    rc = WaitForSingleObject((HANDLE)h,
+                             timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
+    return rc == WAIT_OBJECT_0;
+#else
+    struct pollfd pf;
+    int rc;
+    pf.fd = h;
+    pf.events = events == MSGPIPE_POLLOUT ? POLLOUT : POLLIN;
+    pf.revents = 0;
+    do {
+        rc = poll(&pf, 1, timeout_ms);
+    } while (rc < 0 && errno == EINTR);
+    return rc > 0;
 #endif
 }
 

@@ -81,6 +81,15 @@ int64_t sup_getpid(void);
 int64_t sup_getuid(void); /* effective uid on POSIX; -1 on Windows */
 int64_t sup_getgid(void); /* effective gid on POSIX; -1 on Windows */
 int sup_is_wine(void);    /* 1 when running under Wine */
+int64_t sup_cpu_ms(void); /* CPU time (user + system) used by this process */
+
+/* Make sure this process may open `want` descriptors (POSIX: raise the soft
+ * RLIMIT_NOFILE up to the hard limit).  1 if it may, 0 if not. */
+int sup_raise_fd_limit(long want);
+
+/* Wait up to timeout_ms for a native handle from msgpipe_native_handle()
+ * to be ready for `events`; 1 ready, 0 not. */
+int sup_wait_native(msgpipe_native h, unsigned events, int timeout_ms);
 
 /* ---- Child processes --------------------------------------------------- */
 

@@ -1,0 +1,139 @@
+/*
+ * posix_poll.c - msgpipe_poll for the POSIX backend: one poll() over every
+ * item's descriptors.  poll(), never select(): no FD_SETSIZE limit, so any
+ * number of pipes (beyond 1,024) works.
+ *
+ * Readiness is exact.  A pipe may hold whole messages that it has already
+ * read from its descriptor (the receive buffer takes many small messages
+ * per read), and then the descriptor is not readable although a message is
+ * waiting: those pipes are reported at once, from their buffers.  The
+ * other way round, a readable descriptor may carry only part of a message:
+ * its bytes are taken into the pipe (msgpipe__rx_pump) and the pipe is
+ * reported only when a receive would return at once.  So every pipe
+ * reported readable delivers with msgpipe_recv(..., 0).
+ */
+#include "posix_internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+
+/* Items up to this many need no allocation (two descriptors each). */
+#define MSGPIPE__POLL_STACK 32
+
+/* For item i, its descriptors are pf[slot[i]] and pf[slot[i] + 1]:
+ * a pipe: input (or -1, ignored by poll), output (or -1);
+ * a server: the shutdown pipe, the listening socket. */
+static void msgpipe__poll_fill(msgpipe_pollitem *items, size_t n,
+                               struct pollfd *pf, int *ready)
+{
+    size_t i;
+
+    *ready = 0;
+    for (i = 0; i < n; i++) {
+        msgpipe_pollitem *it = &items[i];
+        struct pollfd *a = &pf[2 * i], *b = &pf[2 * i + 1];
+
+        a->fd = b->fd = -1; /* poll() skips negative descriptors */
+        a->events = b->events = 0;
+        a->revents = b->revents = 0;
+        it->revents = 0;
+        if (it->server != NULL) {
+            a->fd = it->server->wake[0];
+            a->events = POLLIN;
+            b->fd = it->server->fd;
+            b->events = POLLIN;
+        } else if (it->pipe != NULL) {
+            msgpipe *p = it->pipe;
+            if (it->events & MSGPIPE_POLLIN) {
+                if (msgpipe__rx_ready(p))
+                    it->revents |= MSGPIPE_POLLIN;
+                else {
+                    a->fd = p->fd;
+                    a->events = POLLIN;
+                }
+            }
+            if (it->events & MSGPIPE_POLLOUT) {
+                /* Push what fits of a half-sent message first: a send
+                 * would wait for it. */
+                (void)msgpipe__tx_push(p);
+                b->fd = p->wfd;
+                b->events = POLLOUT;
+            }
+        }
+        if (it->revents != 0)
+            (*ready)++;
+    }
+}
+
+/* Turn what poll() saw into revents; returns how many items are ready. */
+static int msgpipe__poll_read(msgpipe_pollitem *items, size_t n,
+                              const struct pollfd *pf)
+{
+    const short any = POLLIN | POLLOUT | POLLHUP | POLLERR | POLLNVAL;
+    size_t i;
+    int ready = 0;
+
+    for (i = 0; i < n; i++) {
+        msgpipe_pollitem *it = &items[i];
+        const struct pollfd *a = &pf[2 * i], *b = &pf[2 * i + 1];
+
+        if (it->server != NULL) {
+            if ((a->revents | b->revents) & any)
+                it->revents |= MSGPIPE_POLLIN;
+        } else if (it->pipe != NULL) {
+            msgpipe *p = it->pipe;
+            if ((a->revents & any) && msgpipe__rx_pump(p))
+                it->revents |= MSGPIPE_POLLIN;
+            /* Room to write, or a dead peer (a send returns ECLOSED at
+             * once); ready once no half-sent message is left. */
+            if ((b->revents & any) && !msgpipe__tx_push(p))
+                it->revents |= MSGPIPE_POLLOUT;
+        }
+        if (it->revents != 0)
+            ready++;
+    }
+    return ready;
+}
+
+int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    struct pollfd stack[2 * MSGPIPE__POLL_STACK], *pf = stack;
+    int ready, rc, wait;
+
+    if (n > MSGPIPE__POLL_STACK) {
+        if (n > (size_t)-1 / (2 * sizeof(*pf)))
+            return MSGPIPE_EINVAL;
+        pf = (struct pollfd *)malloc(2 * n * sizeof(*pf));
+        if (pf == NULL)
+            return MSGPIPE_ENOMEM;
+    }
+    for (;;) {
+        msgpipe__poll_fill(items, n, pf, &ready);
+        /* Something is ready already: only look at the rest, no wait. */
+        wait = ready > 0 ? 0 : msgpipe__remaining(deadline);
+        rc = poll(pf, (nfds_t)(2 * n), wait);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = msgpipe__from_errno(errno);
+            break;
+        }
+        if (rc > 0)
+            ready = msgpipe__poll_read(items, n, pf);
+        if (ready > 0) {
+            rc = ready;
+            break;
+        }
+        if (msgpipe__remaining(deadline) == 0) {
+            rc = MSGPIPE_ETIMEDOUT;
+            break;
+        }
+        /* A descriptor had only part of a message, or a half-sent message
+         * is still going out: wait again for the time left. */
+    }
+    if (pf != stack)
+        free(pf);
+    return rc;
+}
