@@ -1,10 +1,13 @@
 /*
  * posix_internal.h - what the POSIX backend's files share.
  *
- * posix_stream.c is the message engine over one connected stream file
- * descriptor: framing, receive buffering, timeouts, graceful close.  It does
- * not care how the descriptor was made.  posix_socket.c makes descriptors
- * with AF_UNIX sockets (listen, accept, connect, peer identity).
+ * posix_stream.c is the message engine over connected stream file
+ * descriptors: framing, receive buffering, timeouts, graceful close.  It
+ * does not care how the descriptors were made.  posix_poll.c waits on many
+ * of them.  A transport makes them: posix_socket.c with AF_UNIX sockets
+ * (the default), posix_fifo.c with FIFOs (MSGPIPE_POSIX_TRANSPORT=fifo);
+ * exactly one is built, and it implements the msgpipe__t_* hooks below
+ * besides listen, accept, connect and peer identity.
  */
 #ifndef MSGPIPE_POSIX_INTERNAL_H
 #define MSGPIPE_POSIX_INTERNAL_H
@@ -13,6 +16,7 @@
 
 #include <pthread.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +29,14 @@ struct msgpipe {
     int fd;  /* connected, non-blocking, close-on-exec; read */
     int wfd; /* written to: the same as fd for a socket */
     msgpipe__opts opts;
+
+    /* Transport state.  A FIFO is written with SIGPIPE blocked (there is
+     * no MSG_NOSIGNAL for write()); a FIFO client is "connecting" until
+     * the server has accepted it (see posix_fifo.c). */
+    int fifo;
+    int connecting;
+    void *conn; /* the transport's connect state, or NULL */
+    int64_t peer_pid, peer_uid, peer_gid; /* FIFO: from the handshake */
 
     /* Receive side: touched only by the receiving thread. */
     uint8_t *rbuf;     /* MSGPIPE__RBUF_SIZE bytes, allocated on first use */
@@ -50,13 +62,56 @@ struct msgpipe {
 };
 
 struct msgpipe_server {
-    int fd;      /* listening, non-blocking, close-on-exec */
+    int fd;      /* listening (socket) or reading requests (FIFO) */
     int wake[2]; /* shutdown writes one byte to wake[1]; never drained */
     msgpipe__opts opts;
     msgpipe__name name;
-    dev_t dev; /* identity of the socket file this server made */
+    dev_t dev; /* identity of the file this server made */
     ino_t ino;
+    /* FIFO only: a write end of our own FIFO, so that reads never see end
+     * of file between clients; and requests read but not yet handled. */
+    int keep_wfd;
+    uint8_t *req;
+    size_t req_len;
 };
+
+/* ---- Servers (posix_server.c) ------------------------------------------ */
+
+/* A new server with its shutdown pipe; fd and keep_wfd are -1. */
+int msgpipe__server_new(const msgpipe__name *name, const msgpipe__opts *o,
+                        msgpipe_server **out);
+
+/* Close whatever descriptors are open and free. */
+void msgpipe__server_free(msgpipe_server *s);
+
+/* Wait for s->fd to be readable: OK, ESHUTDOWN (wins), or ETIMEDOUT. */
+int msgpipe__server_wait(msgpipe_server *s, int64_t deadline);
+
+/* 1 once msgpipe_server_shutdown() was called (no waiting). */
+int msgpipe__server_is_shut(msgpipe_server *s);
+
+/* Remember which file the server made (after creating it), and remove it
+ * on close only if it is still that file. */
+int msgpipe__server_record_file(msgpipe_server *s);
+void msgpipe__server_remove_file(msgpipe_server *s);
+
+/* ---- Transport hooks (posix_socket.c or posix_fifo.c) ------------------ */
+
+/* A connecting pipe (p->connecting): finish connecting, waiting until the
+ * deadline.  OK once connected; ETIMEDOUT while not yet; an error (e.g.
+ * ECLOSED: refused) otherwise. */
+int msgpipe__t_finish(msgpipe *p, int64_t deadline);
+
+/* Release the transport's state of a pipe (before its descriptors are
+ * closed). */
+void msgpipe__t_release(msgpipe *p);
+
+/* 1 if the server already holds a connection request (no system call). */
+int msgpipe__t_server_ready(msgpipe_server *s);
+
+/* Write iov[0..cnt) once to a pipe's write descriptor, never raising
+ * SIGPIPE.  Returns bytes written or -1 with errno (as writev). */
+ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt);
 
 /* Deadlines are absolute msgpipe__now_ms() values; -1 means none. */
 int64_t msgpipe__deadline(int timeout_ms);

@@ -39,6 +39,8 @@ static void msgpipe__poll_fill(msgpipe_pollitem *items, size_t n,
         a->revents = b->revents = 0;
         it->revents = 0;
         if (it->server != NULL) {
+            if (msgpipe__t_server_ready(it->server))
+                it->revents |= MSGPIPE_POLLIN;
             a->fd = it->server->wake[0];
             a->events = POLLIN;
             b->fd = it->server->fd;

@@ -25,10 +25,20 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define MSGPIPE__SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+
+/* MSG_NOSIGNAL keeps a write to a closed peer from raising SIGPIPE on Linux
+ * and the BSDs; macOS has no such flag and uses SO_NOSIGPIPE on the socket
+ * instead (msgpipe__nosigpipe). */
+#ifdef MSG_NOSIGNAL
+#define MSGPIPE__SEND_FLAGS MSG_NOSIGNAL
+#else
+#define MSGPIPE__SEND_FLAGS 0
+#endif
 
 const msgpipe__backend_info msgpipe__backend = {
     "posix-socket", MSGPIPE__STYLE_POSIX,
@@ -41,18 +51,6 @@ const msgpipe__backend_info msgpipe__backend = {
 #endif
     16 /* default listen backlog */
 };
-
-int msgpipe__fd_setup(int fd)
-{
-    int fl = fcntl(fd, F_GETFD);
-
-    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
-        return -1;
-    fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -1;
-    return 0;
-}
 
 /* A new AF_UNIX stream socket, non-blocking and close-on-exec. */
 static int msgpipe__socket(void)
@@ -176,7 +174,6 @@ static int msgpipe__bind_listen(msgpipe_server *s)
     struct sockaddr_un sa;
     socklen_t sl = msgpipe__addr(&s->name, &sa);
     mode_t mode = msgpipe__mode(s->opts.access);
-    struct stat st;
     int tries;
 
     if (s->name.kind == MSGPIPE__NAME_PATH) {
@@ -198,13 +195,12 @@ static int msgpipe__bind_listen(msgpipe_server *s)
         }
     }
     if (s->name.kind == MSGPIPE__NAME_PATH) {
-        if (chmod(s->name.sys, mode) != 0 || lstat(s->name.sys, &st) != 0) {
-            int rc = msgpipe__from_errno(errno);
+        int rc = chmod(s->name.sys, mode) != 0 ? msgpipe__from_errno(errno)
+                                               : msgpipe__server_record_file(s);
+        if (rc != MSGPIPE_OK) {
             unlink(s->name.sys);
             return rc;
         }
-        s->dev = st.st_dev;
-        s->ino = st.st_ino;
     }
     if (listen(s->fd, s->opts.pending) != 0) {
         int rc = msgpipe__from_errno(errno);
@@ -221,37 +217,22 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     msgpipe_server *s;
     int rc;
 
-    s = (msgpipe_server *)calloc(1, sizeof(*s));
-    if (s == NULL)
-        return MSGPIPE_ENOMEM;
-    s->fd = -1;
-    s->wake[0] = s->wake[1] = -1;
-    s->opts = *o;
-    s->name = *name;
-    if (pipe(s->wake) != 0 || msgpipe__fd_setup(s->wake[0]) != 0 ||
-        msgpipe__fd_setup(s->wake[1]) != 0) {
-        rc = msgpipe__from_errno(errno);
-        goto fail;
-    }
+    rc = msgpipe__server_new(name, o, &s);
+    if (rc != MSGPIPE_OK)
+        return rc;
     s->fd = msgpipe__socket();
     if (s->fd < 0) {
         rc = msgpipe__from_errno(errno);
-        goto fail;
+        msgpipe__server_free(s);
+        return rc;
     }
     rc = msgpipe__bind_listen(s);
-    if (rc != MSGPIPE_OK)
-        goto fail;
+    if (rc != MSGPIPE_OK) {
+        msgpipe__server_free(s);
+        return rc;
+    }
     *out = s;
     return MSGPIPE_OK;
-fail:
-    if (s->fd >= 0)
-        close(s->fd);
-    if (s->wake[0] >= 0)
-        close(s->wake[0]);
-    if (s->wake[1] >= 0)
-        close(s->wake[1]);
-    free(s);
-    return rc;
 }
 
 static int msgpipe__accept_fd(int lfd)
@@ -277,26 +258,12 @@ static int msgpipe__accept_fd(int lfd)
 int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
-    struct pollfd pf[2];
     int rc, fd;
 
     for (;;) {
-        pf[0].fd = s->wake[0];
-        pf[0].events = POLLIN;
-        pf[1].fd = s->fd;
-        pf[1].events = POLLIN;
-        pf[0].revents = pf[1].revents = 0;
-        rc = poll(pf, 2, msgpipe__remaining(deadline));
-        if (rc < 0) {
-            if (errno == EINTR)
-                continue;
-            return msgpipe__from_errno(errno);
-        }
-        /* Shutdown wins over a waiting client. */
-        if (pf[0].revents != 0)
-            return MSGPIPE_ESHUTDOWN;
-        if (rc == 0)
-            return MSGPIPE_ETIMEDOUT;
+        rc = msgpipe__server_wait(s, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
         fd = msgpipe__accept_fd(s->fd);
         if (fd >= 0) {
             msgpipe__nosigpipe(fd);
@@ -320,31 +287,10 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
     }
 }
 
-void msgpipe__b_server_shutdown(msgpipe_server *s)
-{
-    static const char one = 1;
-    ssize_t rc;
-
-    /* The byte stays in the pipe, so every accept from now on sees it.
-     * EAGAIN means an earlier shutdown filled it: nothing to do. */
-    do {
-        rc = write(s->wake[1], &one, 1);
-    } while (rc < 0 && errno == EINTR);
-}
-
 void msgpipe__b_server_close(msgpipe_server *s)
 {
-    struct stat st;
-
-    /* Remove the file only if it is still the one this server made: a
-     * later server may have replaced it. */
-    if (s->name.kind == MSGPIPE__NAME_PATH && lstat(s->name.sys, &st) == 0 &&
-        st.st_dev == s->dev && st.st_ino == s->ino)
-        unlink(s->name.sys);
-    close(s->fd);
-    close(s->wake[0]);
-    close(s->wake[1]);
-    free(s);
+    msgpipe__server_remove_file(s);
+    msgpipe__server_free(s);
 }
 
 int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
@@ -425,8 +371,32 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
 #endif
 }
 
-int msgpipe__b_server_native_handle(msgpipe_server *s, msgpipe_native *out)
+/* ---- Transport hooks: a socket is connected from the start ------------- */
+
+int msgpipe__t_finish(msgpipe *p, int64_t deadline)
 {
-    *out = s->fd;
+    (void)p;
+    (void)deadline;
     return MSGPIPE_OK;
+}
+
+void msgpipe__t_release(msgpipe *p)
+{
+    (void)p;
+}
+
+int msgpipe__t_server_ready(msgpipe_server *s)
+{
+    (void)s;
+    return 0;
+}
+
+ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt)
+{
+    struct msghdr mh;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = (struct iovec *)iov;
+    mh.msg_iovlen = cnt;
+    return sendmsg(p->wfd, &mh, MSGPIPE__SEND_FLAGS);
 }

@@ -27,20 +27,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-
-/* MSG_NOSIGNAL keeps a write to a closed peer from raising SIGPIPE on Linux
- * and the BSDs; macOS has no such flag and uses SO_NOSIGPIPE on the socket
- * instead (set in posix_socket.c). */
-#ifdef MSG_NOSIGNAL
-#define MSGPIPE__SEND_FLAGS MSG_NOSIGNAL
-#else
-#define MSGPIPE__SEND_FLAGS 0
-#endif
 
 /* Buffers kept between messages are released when larger than this. */
 #define MSGPIPE__HOLD_KEEP 65536
@@ -150,6 +140,7 @@ int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
     p->fd = fd;
     p->wfd = fd;
     p->opts = *o;
+    p->peer_pid = p->peer_uid = p->peer_gid = -1;
     *out = p;
     return MSGPIPE_OK;
 }
@@ -162,7 +153,6 @@ static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
                                size_t done, size_t *n)
 {
     struct iovec v[2];
-    struct msghdr mh;
     ssize_t rc;
     int i, k = 0;
 
@@ -176,11 +166,8 @@ static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
         done = 0;
         k++;
     }
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = v;
-    mh.msg_iovlen = k;
     for (;;) {
-        rc = sendmsg(p->wfd, &mh, MSGPIPE__SEND_FLAGS);
+        rc = msgpipe__t_writev(p, v, k);
         if (rc >= 0) {
             *n = (size_t)rc;
             return MSGPIPE_OK;
@@ -266,6 +253,13 @@ static int msgpipe__send_locked(msgpipe *p, const void *msg, size_t len,
 
     if (p->tx_err != MSGPIPE_OK)
         return p->tx_err;
+    if (p->connecting) {
+        /* A FIFO client may send before the server has accepted it (as
+         * into a socket's backlog); only a refusal stops it. */
+        rc = msgpipe__t_finish(p, msgpipe__deadline(0));
+        if (rc != MSGPIPE_OK && rc != MSGPIPE_ETIMEDOUT)
+            return rc;
+    }
     deadline = msgpipe__deadline(timeout_ms);
     rc = msgpipe__flush_tx(p, deadline);
     if (rc != MSGPIPE_OK)
@@ -654,6 +648,11 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
 
     if (p->rx_err == MSGPIPE_EPROTO || p->rx_err == MSGPIPE_EIO)
         return p->rx_err;
+    if (p->connecting) {
+        rc = msgpipe__t_finish(p, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
+    }
     if (p->emsg_pending) {
         /* msgpipe_poll met this oversized message's header. */
         p->emsg_pending = 0;
@@ -684,6 +683,11 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
 
     if (p->rx_err == MSGPIPE_EPROTO || p->rx_err == MSGPIPE_EIO)
         return p->rx_err;
+    if (p->connecting) {
+        rc = msgpipe__t_finish(p, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
+    }
     if (p->emsg_pending) {
         /* msgpipe_poll met this oversized message's header. */
         p->emsg_pending = 0;
@@ -718,6 +722,8 @@ int msgpipe__rx_ready(msgpipe *p)
     size_t avail, hlen, off = 0;
     int rc;
 
+    if (p->connecting)
+        return 0; /* msgpipe__rx_pump finishes connecting first */
     if (p->rx_err != MSGPIPE_OK || p->emsg_pending)
         return 1;
     avail = p->rbuf != NULL ? p->rend - p->rpos : 0;
@@ -745,6 +751,13 @@ int msgpipe__rx_pump(msgpipe *p)
     uint64_t announced = 0;
     int rc;
 
+    if (p->connecting) {
+        rc = msgpipe__t_finish(p, now);
+        if (rc == MSGPIPE_ETIMEDOUT)
+            return 0;
+        if (rc != MSGPIPE_OK)
+            return 1; /* refused: a receive reports it at once */
+    }
     if (msgpipe__rx_ready(p))
         return 1;
     /* Deadline "now": take what the descriptor has, never wait. */
@@ -776,13 +789,20 @@ int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out)
 
 void msgpipe__b_close(msgpipe *p)
 {
+    int64_t linger = msgpipe__deadline(p->opts.linger_ms);
+
     /* A message that a timed-out send committed is finished first, for at
      * most linger_ms, so that the peer gets every message whose send
-     * returned OK.  Everything else is already in the kernel, which
+     * returned OK; a FIFO client that has not been accepted yet waits for
+     * that too, since what it sent is in a FIFO that would vanish with
+     * it.  Everything else is already in the kernel, which
      * delivers it after close(): a Unix stream socket has no send queue of
      * its own, the bytes sit in the peer's receive queue. */
+    if (p->connecting)
+        (void)msgpipe__t_finish(p, linger);
     if (p->tx != NULL && p->tx_err == MSGPIPE_OK)
-        (void)msgpipe__flush_tx(p, msgpipe__deadline(p->opts.linger_ms));
+        (void)msgpipe__flush_tx(p, linger);
+    msgpipe__t_release(p);
     pthread_mutex_destroy(&p->tx_lock);
     if (p->wfd != p->fd && p->wfd >= 0)
         close(p->wfd);

@@ -1,0 +1,141 @@
+/*
+ * posix_server.c - what both POSIX transports' servers share: the
+ * shutdown pipe that wakes a blocked accept, waiting for a client or a
+ * shutdown, and removing the server's file on close.
+ *
+ * Shutdown is a byte written to a pipe that is never drained: it is one
+ * async-signal-safe write(), needs no lock and no atomic variable, and
+ * every accept from then on sees the pipe readable.
+ */
+#include "posix_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int msgpipe__fd_setup(int fd)
+{
+    int fl = fcntl(fd, F_GETFD);
+
+    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+        return -1;
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -1;
+    return 0;
+}
+
+int msgpipe__server_new(const msgpipe__name *name, const msgpipe__opts *o,
+                        msgpipe_server **out)
+{
+    msgpipe_server *s = (msgpipe_server *)calloc(1, sizeof(*s));
+    int rc;
+
+    if (s == NULL)
+        return MSGPIPE_ENOMEM;
+    s->fd = -1;
+    s->keep_wfd = -1;
+    s->wake[0] = s->wake[1] = -1;
+    s->opts = *o;
+    s->name = *name;
+    if (pipe(s->wake) != 0 || msgpipe__fd_setup(s->wake[0]) != 0 ||
+        msgpipe__fd_setup(s->wake[1]) != 0) {
+        rc = msgpipe__from_errno(errno);
+        msgpipe__server_free(s);
+        return rc;
+    }
+    *out = s;
+    return MSGPIPE_OK;
+}
+
+void msgpipe__server_free(msgpipe_server *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->keep_wfd >= 0)
+        close(s->keep_wfd);
+    if (s->wake[0] >= 0)
+        close(s->wake[0]);
+    if (s->wake[1] >= 0)
+        close(s->wake[1]);
+    free(s->req);
+    free(s);
+}
+
+int msgpipe__server_wait(msgpipe_server *s, int64_t deadline)
+{
+    struct pollfd pf[2];
+    int rc;
+
+    for (;;) {
+        pf[0].fd = s->wake[0];
+        pf[0].events = POLLIN;
+        pf[1].fd = s->fd;
+        pf[1].events = POLLIN;
+        pf[0].revents = pf[1].revents = 0;
+        rc = poll(pf, 2, msgpipe__remaining(deadline));
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            return msgpipe__from_errno(errno);
+        }
+        /* Shutdown wins over a waiting client. */
+        if (pf[0].revents != 0)
+            return MSGPIPE_ESHUTDOWN;
+        if (rc == 0)
+            return MSGPIPE_ETIMEDOUT;
+        return MSGPIPE_OK;
+    }
+}
+
+int msgpipe__server_is_shut(msgpipe_server *s)
+{
+    struct pollfd pf;
+
+    pf.fd = s->wake[0];
+    pf.events = POLLIN;
+    pf.revents = 0;
+    return poll(&pf, 1, 0) > 0;
+}
+
+void msgpipe__b_server_shutdown(msgpipe_server *s)
+{
+    static const char one = 1;
+    ssize_t rc;
+
+    /* EAGAIN means an earlier shutdown filled the pipe: nothing to do. */
+    do {
+        rc = write(s->wake[1], &one, 1);
+    } while (rc < 0 && errno == EINTR);
+}
+
+int msgpipe__server_record_file(msgpipe_server *s)
+{
+    struct stat st;
+
+    if (lstat(s->name.sys, &st) != 0)
+        return msgpipe__from_errno(errno);
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
+    return MSGPIPE_OK;
+}
+
+void msgpipe__server_remove_file(msgpipe_server *s)
+{
+    struct stat st;
+
+    /* Remove the file only if it is still the one this server made: a
+     * later server may have replaced it. */
+    if (s->name.kind == MSGPIPE__NAME_PATH && lstat(s->name.sys, &st) == 0 &&
+        st.st_dev == s->dev && st.st_ino == s->ino)
+        unlink(s->name.sys);
+}
+
+int msgpipe__b_server_native_handle(msgpipe_server *s, msgpipe_native *out)
+{
+    *out = s->fd;
+    return MSGPIPE_OK;
+}
