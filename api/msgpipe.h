@@ -7,6 +7,9 @@
  *   "win32-pipe"   Windows named pipes in message mode (\\.\pipe\NAME).
  *   "posix-socket" Unix domain stream sockets with a length prefix on every
  *                  message (Linux, the BSDs, macOS).
+ *   "posix-fifo"   FIFOs (mkfifo) with the same framing, for systems and
+ *                  sandboxes without AF_UNIX sockets
+ *                  (MSGPIPE_POSIX_TRANSPORT=fifo).
  *
  * Model
  * -----
@@ -171,8 +174,8 @@ typedef struct msgpipe_options {
     /* Server only: who may connect (msgpipe_access).  Default OWNER. */
     int access;
     /* Server only: how many connections may wait for msgpipe_accept()
-     * (POSIX listen backlog; Windows pending pipe instances).  Default 16
-     * (POSIX) or 4 (Windows); 0 means the default. */
+     * (POSIX listen backlog; Windows pending pipe instances, at most 63).
+     * Default 16 (POSIX) or 4 (Windows); 0 means the default. */
     int pending;
     /* msgpipe_close(): how long to wait, in ms, to finish writing a message
      * that a timed-out send had already partly written (see msgpipe_send).
@@ -363,9 +366,13 @@ typedef struct msgpipe_peer_info {
  * The values are those the operating system recorded when the pipe was
  * connected (SO_PEERCRED / getpeereid on POSIX,
  * GetNamedPipeClientProcessId / GetNamedPipeServerProcessId on Windows), not
- * anything the peer claims.  Does not block.
+ * anything the peer claims.  Does not block - except with the POSIX FIFO
+ * transport on a client the server has not accepted yet: the server's
+ * identity comes with its acceptance, which this call then waits for,
+ * within the timeout given to msgpipe_connect() (ETIMEDOUT after it).
  *
- * Errors: EINVAL, ENOTSUP (the system reports nothing), EIO.
+ * Errors: EINVAL, ENOTSUP (the system reports nothing), ETIMEDOUT (FIFO
+ * transport, see above), EIO.
  */
 MSGPIPE_EXTERN int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info);
 
@@ -412,17 +419,19 @@ typedef struct msgpipe_pollitem {
  *   MSGPIPE_POLLOUT on a pipe   msgpipe_send(..., 0) of a small message
  *                               succeeds (or reports ECLOSED): the pipe has
  *                               room.  A large message may still not fit.
+ *                               (Windows: an estimate; docs/windows.md.)
  *
  * After an item is reported ready, receive (or accept) with timeout 0 until
  * MSGPIPE_ETIMEDOUT; an item that is not drained is reported again at once.
  * An item whose pipe and server are both NULL is skipped (revents 0), so an
- * array may have holes.  While a waiting client or message is being reported,
- * no CPU is used; an idle wait is one system call.
+ * array may have holes.  An idle wait does not wake up: it uses no CPU.
  *
  * Polling a pipe counts as receiving on it (it may read messages from the
  * system into the pipe): no other thread may receive on that pipe during
- * the call; sending from another thread is allowed.  Any number of items
- * (beyond 1,024 on POSIX and beyond 64 on Windows).
+ * the call; sending from another thread is allowed.  Polling a server
+ * counts as accepting on it: no other thread may accept on it or poll it
+ * meanwhile.  Any number of items (beyond 1,024 on POSIX, beyond 64 on
+ * Windows).
  *
  * Errors: EINVAL (items NULL with n > 0; an item with both a pipe and a
  * server; unknown event bits; POLLOUT on a server; n == 0 with timeout -1),
@@ -444,7 +453,8 @@ typedef int msgpipe_native; /* a file descriptor */
  *
  * events is MSGPIPE_POLLIN or MSGPIPE_POLLOUT.  The handle stays owned by
  * msgpipe and valid until msgpipe_close(): do not close, read, write or
- * reset it.  Does not block.
+ * reset it.  Does not block.  On Windows this call counts as receiving on
+ * the pipe (it starts the read that signals the event).
  *
  * POSIX: a file descriptor; wait for it to be readable (POLLIN) or
  * writable (POLLOUT), level-triggered.  Windows (POLLIN only): a
@@ -469,7 +479,9 @@ MSGPIPE_EXTERN int msgpipe_native_handle(msgpipe *p, unsigned events,
  * event loop: ready while a client is waiting for msgpipe_accept().
  * POSIX: the listening descriptor, to wait on for readability; Windows: a
  * manual-reset event.  Owned by msgpipe, valid until
- * msgpipe_server_close().  When it is ready, accept with timeout 0 until
+ * msgpipe_server_close().  Counts as accepting on the server (Windows
+ * may restart pending instances).  When it is ready, accept with timeout 0
+ * until
  * MSGPIPE_ETIMEDOUT.  msgpipe_server_shutdown() is not reported through
  * this handle (the loop that calls it knows); msgpipe_poll() does report
  * it.  Does not block.

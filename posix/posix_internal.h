@@ -102,9 +102,11 @@ void msgpipe__server_remove_file(msgpipe_server *s);
  * ECLOSED: refused) otherwise. */
 int msgpipe__t_finish(msgpipe *p, int64_t deadline);
 
-/* Release the transport's state of a pipe (before its descriptors are
- * closed). */
-void msgpipe__t_release(msgpipe *p);
+/* Release the transport's state of a pipe, before its descriptors are
+ * closed.  A FIFO client that has sent bytes but was not accepted yet
+ * first waits (until linger, a deadline) for the server to accept it, as
+ * the bytes live only as long as its FIFO is open. */
+void msgpipe__t_release(msgpipe *p, int64_t linger);
 
 /* 1 if the server already holds a connection request (no system call). */
 int msgpipe__t_server_ready(msgpipe_server *s);

@@ -380,9 +380,10 @@ int msgpipe__t_finish(msgpipe *p, int64_t deadline)
     return MSGPIPE_OK;
 }
 
-void msgpipe__t_release(msgpipe *p)
+void msgpipe__t_release(msgpipe *p, int64_t linger)
 {
     (void)p;
+    (void)linger;
 }
 
 int msgpipe__t_server_ready(msgpipe_server *s)

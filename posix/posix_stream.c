@@ -307,7 +307,7 @@ fail:
 static int msgpipe__push_tail(msgpipe *p)
 {
     struct iovec v;
-    size_t n;
+    size_t n = 0;
     int rc;
 
     while (p->tx != NULL && p->tx_err == MSGPIPE_OK) {
@@ -793,16 +793,13 @@ void msgpipe__b_close(msgpipe *p)
 
     /* A message that a timed-out send committed is finished first, for at
      * most linger_ms, so that the peer gets every message whose send
-     * returned OK; a FIFO client that has not been accepted yet waits for
-     * that too, since what it sent is in a FIFO that would vanish with
-     * it.  Everything else is already in the kernel, which
+     * returned OK (so does a FIFO client not yet accepted: see
+     * msgpipe__t_release).  Everything else is already in the kernel, which
      * delivers it after close(): a Unix stream socket has no send queue of
      * its own, the bytes sit in the peer's receive queue. */
-    if (p->connecting)
-        (void)msgpipe__t_finish(p, linger);
     if (p->tx != NULL && p->tx_err == MSGPIPE_OK)
         (void)msgpipe__flush_tx(p, linger);
-    msgpipe__t_release(p);
+    msgpipe__t_release(p, linger);
     pthread_mutex_destroy(&p->tx_lock);
     if (p->wfd != p->fd && p->wfd >= 0)
         close(p->wfd);

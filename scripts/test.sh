@@ -9,7 +9,9 @@
 #   1. gcc build, the whole suite (ctest preset "ci");
 #   2. gcc build with AddressSanitizer + UndefinedBehaviorSanitizer ("asan");
 #   3. clang build, the whole suite ("clang");
-#   4. mingw-w64 cross build of the Win32 backend, the whole suite run under
+#   4. the FIFO transport (MSGPIPE_POSIX_TRANSPORT=fifo), the whole suite
+#      ("fifo");
+#   5. mingw-w64 cross build of the Win32 backend, the whole suite run under
 #      Wine ("win32").
 # Exits non-zero as soon as anything fails.
 set -euo pipefail
@@ -39,7 +41,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- 2. Linux builds ---------------------------------------------------------
-for preset in ci asan clang; do
+for preset in ci asan clang fifo; do
     step "$preset: configure and build"
     cmake --preset "$preset" >/dev/null
     cmake --build --preset "$preset" -j "$(nproc)"

@@ -251,6 +251,11 @@ int sup_is_wine(void)
 #endif
 }
 
+int sup_is_fifo(void)
+{
+    return strcmp(msgpipe_backend(), "posix-fifo") == 0;
+}
+
 int64_t sup_cpu_ms(void)
 {
 #ifdef _WIN32
@@ -608,5 +613,58 @@ long sup_echo_join(sup_echo *e, int *end_rc)
     if (end_rc != NULL)
         *end_rc = e->end_rc;
     free(e);
+    return n;
+}
+
+/* ---- Shared counters and memory ------------------------------------------ */
+
+long sup_atomic_get(const volatile long *p)
+{
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+
+void sup_atomic_set(volatile long *p, long v)
+{
+    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+}
+
+long sup_atomic_add(volatile long *p, long delta)
+{
+    return __atomic_add_fetch(p, delta, __ATOMIC_SEQ_CST);
+}
+
+int sup_memory_kib(long *rss, long *vsz)
+{
+#if defined(__linux__)
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    long page = sysconf(_SC_PAGESIZE);
+    int n = 0;
+
+    if (f != NULL) {
+        n = fscanf(f, "%lu %lu", &size, &res);
+        fclose(f);
+    }
+    if (n == 2 && page > 0) {
+        *vsz = (long)(size * (unsigned long)(page / 1024));
+        *rss = (long)(res * (unsigned long)(page / 1024));
+        return 0;
+    }
+#endif
+    *rss = *vsz = -1;
+    return -1;
+}
+
+long sup_env_long(const char *name, long dflt)
+{
+    const char *v = getenv(name);
+    char *end = NULL;
+    long n;
+
+    if (v == NULL || v[0] == '\0')
+        return dflt;
+    n = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || n < 0)
+        return dflt;
     return n;
 }

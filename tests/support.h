@@ -81,6 +81,8 @@ int64_t sup_getpid(void);
 int64_t sup_getuid(void); /* effective uid on POSIX; -1 on Windows */
 int64_t sup_getgid(void); /* effective gid on POSIX; -1 on Windows */
 int sup_is_wine(void);    /* 1 when running under Wine */
+/* 1 when the library is the POSIX FIFO transport ("posix-fifo"). */
+int sup_is_fifo(void);
 int64_t sup_cpu_ms(void); /* CPU time (user + system) used by this process */
 
 /* Make sure this process may open `want` descriptors (POSIX: raise the soft
@@ -189,5 +191,22 @@ long sup_echo_join(sup_echo *e, int *end_rc);
  * for sanitizers and Wine, short enough that a hang becomes a failure. */
 #define SUP_T 10000
 #define SUP_T_LONG 60000
+
+/* ---- Shared counters and memory (added for test_hostile / test_load) ---- */
+
+/* Sequentially consistent loads, stores and additions on a long shared
+ * between threads (no lock, no data race for ThreadSanitizer). */
+long sup_atomic_get(const volatile long *p);
+void sup_atomic_set(volatile long *p, long v);
+long sup_atomic_add(volatile long *p, long delta); /* returns the new value */
+
+/* This process's memory in KiB: resident set (*rss) and virtual size
+ * (*vsz), from /proc/self/statm.  Returns 0, or -1 where the system does
+ * not tell (then both are -1). */
+int sup_memory_kib(long *rss, long *vsz);
+
+/* An unsigned integer from the environment variable `name`, or `dflt` if
+ * it is unset, empty or not a number. */
+long sup_env_long(const char *name, long dflt);
 
 #endif /* MPT_SUPPORT_H */

@@ -37,4 +37,26 @@ int msgpipe__w_sd_create(int access, PSECURITY_DESCRIPTOR *out);
  * return the msgpipe code it maps to. */
 int msgpipe__w_error(DWORD e);
 
+/* ---- Readiness (win32_pipe.c), used by msgpipe__b_poll (win32_poll.c) ---
+ * None of these blocks.  Each returns 1 if the object is ready. */
+
+/* MSGPIPE_POLLIN on a pipe.  If not ready, the pipe is armed and *wait is
+ * the event that is signalled when it becomes ready. */
+int msgpipe__w_pipe_in_ready(msgpipe *p, HANDLE *wait);
+
+/* MSGPIPE_POLLIN on a server: a client waits, or it was shut down.  If not
+ * ready, wait[0..1] are the events to wait on. */
+int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2]);
+
+/* MSGPIPE_POLLOUT on a pipe: an estimate (see win32_pipe.c), with no event
+ * to wait on; now is msgpipe__now_ms().  If not ready, check again every
+ * MSGPIPE__W_OUT_TICK_MS. */
+int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now);
+
+/* How often a poll re-checks a pipe waiting for MSGPIPE_POLLOUT, and after
+ * how long a pipe whose send found no room is offered for sending again
+ * even if Windows does not report room (see msgpipe__w_pipe_out_ready). */
+#define MSGPIPE__W_OUT_TICK_MS 10
+#define MSGPIPE__W_OUT_RETRY_MS 100
+
 #endif /* MSGPIPE_WIN32_INT_H */

@@ -43,9 +43,11 @@ const msgpipe__backend_info msgpipe__backend = {
  * taken it.  64 KiB is what the seed uses and Windows' own examples use. */
 #define MSGPIPE__W_BUFSIZE 65536
 
-/* At most this many pending instances: their events and the shutdown event
- * must fit in one WaitForMultipleObjects (MAXIMUM_WAIT_OBJECTS, 64).  A
- * larger `pending` option is silently capped. */
+/* At most this many pending instances; a larger `pending` option is
+ * silently capped.  (Accept once waited on one event per instance, which
+ * had to fit in one WaitForMultipleObjects; the instances now share one
+ * event, but every accept and poll still scans them all, and 63 clients
+ * waiting at once is plenty.) */
 #define MSGPIPE__W_PENDING_MAX (MAXIMUM_WAIT_OBJECTS - 1)
 
 /* Chunk size used to drain and discard a message over max_message. */
@@ -53,12 +55,37 @@ const msgpipe__backend_info msgpipe__backend = {
 
 /* ---- Handles ------------------------------------------------------------- */
 
+/* States of a pipe's zero-byte "arm" read (see "Readiness" below). */
+enum {
+    MSGPIPE__W_RX_IDLE,  /* no read outstanding; nothing known */
+    MSGPIPE__W_RX_ARMED, /* the zero-byte read is outstanding */
+    MSGPIPE__W_RX_DONE   /* it completed: a message or the end is waiting */
+};
+
 struct msgpipe {
     HANDLE h;
-    HANDLE rd_ev;   /* manual-reset event for reads */
+    HANDLE rd_ev;   /* manual-reset event for data reads */
     HANDLE wr_ev;   /* manual-reset event for writes */
     int server_end; /* 1: made by accept, 0: made by connect */
     uint64_t max_message;
+    /*
+     * Receive readiness (see "Readiness" below).  arm_ov is the OVERLAPPED
+     * of the one zero-byte ReadFile that waits for the next message; its
+     * event, ready_ev, is what msgpipe_native_handle() hands out.  Both
+     * live here, not on a stack, because the read may stay outstanding
+     * between calls.  rx_empty: that read consumed an empty message, which
+     * the next receive returns.  Touched only by the receiving side.
+     */
+    HANDLE ready_ev;
+    OVERLAPPED arm_ov;
+    int rx_state; /* MSGPIPE__W_RX_* */
+    int rx_empty;
+    unsigned char arm_buf; /* the zero-byte read's (unused) buffer */
+    /* msgpipe__now_ms() when a send last found no room (it timed out), 0
+     * after a send succeeded: the POLLOUT estimate (see
+     * msgpipe__w_pipe_out_ready). Written by the sending thread, read by the
+     * polling one. */
+    LONG64 volatile wr_stalled;
     /*
      * The head of a message that had to be partly consumed (rare: see
      * msgpipe__w_rx_next).  stash_len bytes are held here; unless
@@ -71,7 +98,7 @@ struct msgpipe {
 
 struct msgpipe__w_inst {
     HANDLE h;      /* INVALID_HANDLE_VALUE when the slot is empty */
-    OVERLAPPED ov; /* for ConnectNamedPipe; hEvent lives as long as the slot */
+    OVERLAPPED ov; /* for ConnectNamedPipe; hEvent is the server's conn_ev */
     int ready;     /* a client is connected and waits for accept */
 };
 
@@ -80,6 +107,17 @@ struct msgpipe_server {
     PSECURITY_DESCRIPTOR sd;
     msgpipe__opts opts;
     HANDLE stop_ev; /* manual-reset; set by msgpipe__b_server_shutdown */
+    /*
+     * One manual-reset event shared by the ConnectNamedPipe of every
+     * instance, so that a single handle says "a client is waiting" (the
+     * server's native handle; one slot in a poll).  A completion sets it;
+     * msgpipe__w_srv_scan resets it, then looks at every instance, and
+     * sets it again if one is ready - so it is signalled exactly while a
+     * client waits, and no completion is lost.  See msgpipe__w_srv_scan
+     * for why arming an instance forces another look.
+     */
+    HANDLE conn_ev;
+    DWORD err; /* a failure met by a scan, for the next accept to report */
     int n;
     int next; /* where the next accept starts looking (fairness) */
     struct msgpipe__w_inst *inst;
@@ -272,14 +310,18 @@ static int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
     p->h = h;
     p->server_end = server_end;
     p->max_message = o->max_message;
+    p->rx_state = MSGPIPE__W_RX_IDLE;
     p->rd_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
     p->wr_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (p->rd_ev == NULL || p->wr_ev == NULL) {
+    p->ready_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (p->rd_ev == NULL || p->wr_ev == NULL || p->ready_ev == NULL) {
         int rc = msgpipe__w_error(GetLastError());
         if (p->rd_ev != NULL)
             CloseHandle(p->rd_ev);
         if (p->wr_ev != NULL)
             CloseHandle(p->wr_ev);
+        if (p->ready_ev != NULL)
+            CloseHandle(p->ready_ev);
         free(p);
         return rc;
     }
@@ -299,9 +341,19 @@ static int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
  */
 void msgpipe__b_close(msgpipe *p)
 {
+    DWORD n;
+
+    /* The armed zero-byte read writes into p->arm_ov when it ends: cancel
+     * it and wait for that before p is freed.  (ready_ev belongs to this
+     * read alone, so GetOverlappedResult can wait on it.) */
+    if (p->rx_state == MSGPIPE__W_RX_ARMED) {
+        CancelIoEx(p->h, &p->arm_ov);
+        GetOverlappedResult(p->h, &p->arm_ov, &n, TRUE);
+    }
     CloseHandle(p->h);
     CloseHandle(p->rd_ev);
     CloseHandle(p->wr_ev);
+    CloseHandle(p->ready_ev);
     free(p->stash);
     free(p);
 }
@@ -328,6 +380,12 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
 }
 
 /* ---- Sending ------------------------------------------------------------- */
+
+/* p->wr_stalled, read atomically (also on 32-bit Windows) */
+static int64_t msgpipe__w_stalled_since(msgpipe *p)
+{
+    return InterlockedCompareExchange64(&p->wr_stalled, 0, 0);
+}
 
 /*
  * One WriteFile is one message.  A message that fits in the free part of
@@ -356,10 +414,14 @@ int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
                       (void *)(len > 0 ? msg : (const void *)&empty),
                       (DWORD)len, msgpipe__w_deadline(timeout_ms), &n, &err);
     if (r == MSGPIPE__W_IO_OK) {
+        if (msgpipe__w_stalled_since(p) != 0)
+            InterlockedExchange64(&p->wr_stalled, 0);
         if (n != (DWORD)len) /* message-mode writes are all or nothing */
             return msgpipe__w_error(ERROR_WRITE_FAULT);
         return MSGPIPE_OK;
     }
+    if (r == MSGPIPE__W_IO_TIMEOUT) /* no room: see msgpipe__w_pipe_out_ready */
+        InterlockedExchange64(&p->wr_stalled, msgpipe__now_ms() | 1);
     return msgpipe__w_io_rc(r, err);
 }
 
@@ -392,14 +454,153 @@ int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
  * receive.
  */
 
+/*
+ * Readiness.
+ *
+ * The zero-byte read of step 2 is also what makes a pipe waitable
+ * (msgpipe_poll, msgpipe_native_handle).  It is issued with the pipe's own
+ * OVERLAPPED (arm_ov) and event (ready_ev), and it may stay outstanding
+ * between calls: a receive that times out leaves it "armed" instead of
+ * cancelling it, and a poll arms it on an idle pipe.  When a message or the
+ * end of the pipe arrives, the read completes and the system sets
+ * ready_ev; nothing polls.  The states (p->rx_state):
+ *
+ *   IDLE   nothing outstanding, nothing known (after a receive took a
+ *          message, or found one it could not deliver and left it queued);
+ *   ARMED  the read is outstanding: nothing was waiting when it was issued,
+ *          and ready_ev is set exactly when that changes;
+ *   DONE   it completed (harvested): a non-empty message waits untouched
+ *          (ERROR_MORE_DATA), or the end or an error, or an empty message
+ *          that the read consumed - remembered in p->rx_empty and returned
+ *          by the next receive.
+ *
+ * There is only ever one read waiting for the next message: a receive that
+ * finds the pipe ARMED waits on that read rather than issuing another, and
+ * data reads (rx_take, rx_drain) are only issued once the size of a
+ * message at the front is known, i.e. never while ARMED.  So no two reads
+ * race for one message.  Sends do not touch any of this.
+ *
+ * A zero-byte read can also end with ERROR_OPERATION_ABORTED without
+ * anybody cancelling it: Windows (and Wine) cancel the pending I/O of a
+ * thread when it exits, and the thread that armed the read (a poll, a
+ * receive that timed out) may have.  That is no news about the pipe; the
+ * read is simply issued again.
+ */
+
+/* Has the I/O of ov finished?  (HasOverlappedIoCompleted through a
+ * volatile read: the system writes Internal from elsewhere.) */
+static int msgpipe__w_ov_done(const OVERLAPPED *ov)
+{
+    return *(const volatile ULONG_PTR *)&ov->Internal !=
+           (ULONG_PTR)STATUS_PENDING;
+}
+
+enum {
+    MSGPIPE__W_ARM_PENDING, /* armed: nothing waiting yet */
+    MSGPIPE__W_ARM_EMPTY,   /* an empty message was consumed (rx_empty) */
+    MSGPIPE__W_ARM_MORE,    /* a non-empty message waits */
+    MSGPIPE__W_ARM_ERR      /* failed at once (*err); usually the end */
+};
+
+/* Issue the zero-byte read on an IDLE pipe. */
+static int msgpipe__w_rx_arm(msgpipe *p, DWORD *err)
+{
+    DWORD e;
+
+    memset(&p->arm_ov, 0, sizeof(p->arm_ov));
+    p->arm_ov.hEvent = p->ready_ev;
+    /* ReadFile resets the event itself; resetting it first as well costs
+     * little and does not depend on that.  It is never reset after the
+     * read is issued, so a completion cannot be lost. */
+    ResetEvent(p->ready_ev);
+    if (ReadFile(p->h, &p->arm_buf, 0, NULL, &p->arm_ov)) {
+        p->rx_state = MSGPIPE__W_RX_DONE;
+        p->rx_empty = 1;
+        SetEvent(p->ready_ev);
+        return MSGPIPE__W_ARM_EMPTY;
+    }
+    e = GetLastError();
+    if (e == ERROR_IO_PENDING) {
+        p->rx_state = MSGPIPE__W_RX_ARMED;
+        return MSGPIPE__W_ARM_PENDING;
+    }
+    /* Completed at once: make sure the event says so (a read that fails at
+     * once signals nothing). */
+    p->rx_state = MSGPIPE__W_RX_DONE;
+    SetEvent(p->ready_ev);
+    if (e == ERROR_MORE_DATA)
+        return MSGPIPE__W_ARM_MORE;
+    *err = e;
+    return MSGPIPE__W_ARM_ERR;
+}
+
+/* The ARMED read has completed: take its result.  Leaves DONE (ready_ev
+ * set by the completion) or, for a read cancelled by its thread's exit,
+ * IDLE.  Returns 1 if it said "a non-empty message waits". */
+static int msgpipe__w_rx_harvest(msgpipe *p)
+{
+    DWORD n;
+
+    p->rx_state = MSGPIPE__W_RX_DONE;
+    if (GetOverlappedResult(p->h, &p->arm_ov, &n, FALSE)) {
+        p->rx_empty = 1;
+        return 0;
+    }
+    switch (GetLastError()) {
+    case ERROR_MORE_DATA:
+        return 1;
+    case ERROR_OPERATION_ABORTED:
+        p->rx_state = MSGPIPE__W_RX_IDLE;
+        return 0;
+    default:
+        /* The end of the pipe (or an error): the next peek meets it. */
+        return 0;
+    }
+}
+
+/*
+ * msgpipe__w_rx_ready - would a receive with timeout 0 return something
+ * other than ETIMEDOUT?  Never blocks.  If not, the pipe is left ARMED,
+ * so that ready_ev becomes signalled when the answer changes.  If so,
+ * ready_ev is signalled.  Counts as receiving (see msgpipe_poll).
+ */
+static int msgpipe__w_rx_ready(msgpipe *p)
+{
+    DWORD err;
+    int tries;
+
+    /* A message (or its head) msgpipe already holds. */
+    if (p->stash != NULL) {
+        SetEvent(p->ready_ev);
+        return 1;
+    }
+    for (tries = 0; tries < 4; tries++) {
+        switch (p->rx_state) {
+        case MSGPIPE__W_RX_DONE:
+            return 1;
+        case MSGPIPE__W_RX_ARMED:
+            if (!msgpipe__w_ov_done(&p->arm_ov))
+                return 0;
+            msgpipe__w_rx_harvest(p);
+            break; /* DONE, or IDLE after an abort: look again */
+        default:
+            if (msgpipe__w_rx_arm(p, &err) == MSGPIPE__W_ARM_PENDING)
+                return 0;
+            return 1;
+        }
+    }
+    /* Reads that keep being aborted: let a receive sort it out. */
+    SetEvent(p->ready_ev);
+    return 1;
+}
+
 /* The size of the next message, without consuming it; or *empty = 1 if it
  * was an empty message, which has then been consumed. */
 static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
                               int *empty)
 {
-    unsigned char dummy;
-    DWORD avail, left, n, err;
-    int r, odd = 0, more = 0;
+    DWORD avail, left, err, w;
+    int odd = 0, more = 0;
 
     *empty = 0;
     if (p->stash != NULL && p->stash_whole) {
@@ -407,6 +608,41 @@ static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
         return MSGPIPE_OK;
     }
     for (;;) {
+        if (p->rx_state == MSGPIPE__W_RX_ARMED) {
+            if (!msgpipe__w_ov_done(&p->arm_ov)) {
+                w = WaitForSingleObject(p->ready_ev, msgpipe__w_left(deadline));
+                if (w == WAIT_TIMEOUT) {
+                    /* Nothing came.  The read stays armed: ready_ev will
+                     * say when something does (the rule of
+                     * msgpipe_native_handle: receive until ETIMEDOUT, then
+                     * wait). */
+                    msgpipe__set_os_error(WAIT_TIMEOUT);
+                    return MSGPIPE_ETIMEDOUT;
+                }
+                if (w != WAIT_OBJECT_0)
+                    return msgpipe__w_error(GetLastError());
+                if (!msgpipe__w_ov_done(&p->arm_ov)) {
+                    /* Not possible while armed (only the completion sets
+                     * ready_ev); should it happen, reset and look again
+                     * rather than spin. */
+                    ResetEvent(p->ready_ev);
+                    continue;
+                }
+            }
+            if (msgpipe__w_rx_harvest(p))
+                more = 1;
+            continue;
+        }
+        if (p->rx_empty) {
+            p->rx_empty = 0;
+            p->rx_state = MSGPIPE__W_RX_IDLE;
+            *empty = 1;
+            *size = 0;
+            return MSGPIPE_OK;
+        }
+        /* IDLE or DONE: whatever the read saw is examined again now, and
+         * after this receive nothing is known. */
+        p->rx_state = MSGPIPE__W_RX_IDLE;
         avail = left = 0;
         if (!PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left)) {
             /* The peer closed and nothing is left: with a stash, the
@@ -439,15 +675,18 @@ static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
         odd = (more && avail > 0) ? odd + 1 : 0;
         if (odd >= 2)
             return msgpipe__w_error(ERROR_NOT_SUPPORTED);
-        r = msgpipe__w_io(p->h, p->rd_ev, 0, &dummy, 0, deadline, &n, &err);
-        if (r == MSGPIPE__W_IO_OK) {
-            *empty = 1;
-            *size = 0;
-            return MSGPIPE_OK;
+        more = 0;
+        switch (msgpipe__w_rx_arm(p, &err)) {
+        case MSGPIPE__W_ARM_PENDING:
+        case MSGPIPE__W_ARM_EMPTY:
+            break; /* wait for it / return the empty message, above */
+        case MSGPIPE__W_ARM_MORE:
+            more = 1; /* a non-empty message is there: peek for its size */
+            break;
+        default:
+            p->rx_state = MSGPIPE__W_RX_IDLE;
+            return msgpipe__w_error(err);
         }
-        if (r != MSGPIPE__W_IO_MORE)
-            return msgpipe__w_io_rc(r, err);
-        more = 1; /* a non-empty message is there: peek for its size */
     }
 }
 
@@ -615,8 +854,16 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
         if (size >= (uint64_t)SIZE_MAX)
             return MSGPIPE_ENOMEM;
         m = (unsigned char *)malloc((size_t)size + 1);
-        if (m == NULL)
-            return MSGPIPE_ENOMEM; /* nothing consumed: it stays queued */
+        if (m == NULL) {
+            /* Nothing consumed: it stays queued.  An empty message was
+             * consumed by the zero-byte read; put it back. */
+            if (empty) {
+                p->rx_empty = 1;
+                p->rx_state = MSGPIPE__W_RX_DONE;
+                SetEvent(p->ready_ev);
+            }
+            return MSGPIPE_ENOMEM;
+        }
         if (empty) {
             m[0] = 0;
             *msg = m;
@@ -672,7 +919,8 @@ static int msgpipe__w_arm(struct msgpipe__w_inst *in)
 
     for (tries = 0; tries < 8; tries++) {
         in->ready = 0;
-        ResetEvent(in->ov.hEvent);
+        /* hEvent is shared: it is not reset here (ConnectNamedPipe resets
+         * it anyway; msgpipe__w_srv_scan copes with that). */
         in->ov.Internal = 0;
         in->ov.InternalHigh = 0;
         in->ov.Offset = 0;
@@ -706,13 +954,22 @@ static int msgpipe__w_arm(struct msgpipe__w_inst *in)
  * client that was never accepted, close it. */
 static void msgpipe__w_slot_close(struct msgpipe__w_inst *in)
 {
-    DWORD n;
+    int spins = 0;
 
     if (in->h == INVALID_HANDLE_VALUE)
         return;
     if (!in->ready) {
         CancelIoEx(in->h, &in->ov);
-        GetOverlappedResult(in->h, &in->ov, &n, TRUE);
+        /* The system owns in->ov until the connect has ended.  Its event is
+         * shared with the other instances, so GetOverlappedResult(TRUE)
+         * could wake on another instance's completion and return early;
+         * watch Internal instead.  Cancelling takes microseconds. */
+        while (!msgpipe__w_ov_done(&in->ov)) {
+            if (++spins < 100)
+                SwitchToThread();
+            else
+                Sleep(1);
+        }
     }
     DisconnectNamedPipe(in->h);
     CloseHandle(in->h);
@@ -736,18 +993,86 @@ static int msgpipe__w_slot_fill(msgpipe_server *srv, struct msgpipe__w_inst *in)
     return rc;
 }
 
+/*
+ * msgpipe__w_srv_scan - is a client waiting?  Returns the slot of a
+ * connected instance (looking from srv->next on, so that no slot starves),
+ * or -1.  Never blocks.  Recycles instances whose client came and went,
+ * records any other failure in srv->err (dropping that instance; accept
+ * recreates it), and leaves conn_ev signalled exactly when a client waits
+ * or srv->err is set.
+ *
+ * Lost wake-ups: conn_ev is reset first and every instance examined
+ * after, so a connect that completes during the scan sets it again.  But
+ * ConnectNamedPipe itself resets its event when it starts (Windows and
+ * Wine both do), which would wipe a completion of another instance that
+ * happened after the reset; so when the scan had to re-arm an instance and
+ * found nobody, it scans again.  Re-arming only follows a client that came
+ * and went, so this ends; after a few rounds conn_ev is simply left set
+ * (a spurious wake-up costs one more scan, a lost one a hang).
+ */
+static int msgpipe__w_srv_scan(msgpipe_server *srv)
+{
+    struct msgpipe__w_inst *in;
+    DWORD n, e;
+    int i, k, found, rearmed, rounds = 0;
+
+    do {
+        rearmed = 0;
+        found = -1;
+        ResetEvent(srv->conn_ev);
+        for (i = 0; i < srv->n; i++) {
+            k = (srv->next + i) % srv->n;
+            in = &srv->inst[k];
+            if (in->h == INVALID_HANDLE_VALUE)
+                continue;
+            if (!in->ready && msgpipe__w_ov_done(&in->ov)) {
+                if (GetOverlappedResult(in->h, &in->ov, &n, FALSE)) {
+                    in->ready = 1;
+                } else {
+                    e = GetLastError();
+                    switch (e) {
+                    case ERROR_NO_DATA:
+                    case ERROR_BROKEN_PIPE:
+                    case ERROR_PIPE_NOT_CONNECTED:
+                        /* The client came and went: recycle. */
+                        DisconnectNamedPipe(in->h);
+                        /* fall through */
+                    case ERROR_OPERATION_ABORTED:
+                        /* Or the thread that started the connect (say,
+                         * the one that called msgpipe_listen) has exited,
+                         * which cancels its I/O: listen again. */
+                        if (msgpipe__w_arm(in) != MSGPIPE_OK)
+                            msgpipe__w_slot_close(in);
+                        rearmed = 1;
+                        break;
+                    default:
+                        msgpipe__w_slot_close(in);
+                        if (srv->err == 0)
+                            srv->err = e;
+                        break;
+                    }
+                }
+            }
+            if (in->h != INVALID_HANDLE_VALUE && in->ready && found < 0)
+                found = k;
+        }
+    } while (rearmed && found < 0 && srv->err == 0 && ++rounds < 4);
+    if (found >= 0 || srv->err != 0 || rearmed)
+        SetEvent(srv->conn_ev);
+    return found;
+}
+
 static void msgpipe__w_server_free(msgpipe_server *srv)
 {
     int i;
 
     if (srv->inst != NULL) {
-        for (i = 0; i < srv->n; i++) {
+        for (i = 0; i < srv->n; i++)
             msgpipe__w_slot_close(&srv->inst[i]);
-            if (srv->inst[i].ov.hEvent != NULL)
-                CloseHandle(srv->inst[i].ov.hEvent);
-        }
         free(srv->inst);
     }
+    if (srv->conn_ev != NULL)
+        CloseHandle(srv->conn_ev);
     if (srv->stop_ev != NULL)
         CloseHandle(srv->stop_ev);
     if (srv->sd != NULL)
@@ -787,13 +1112,13 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
         rc = msgpipe__w_error(GetLastError());
         goto fail;
     }
-    for (i = 0; i < srv->n; i++) {
-        srv->inst[i].ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
-        if (srv->inst[i].ov.hEvent == NULL) {
-            rc = msgpipe__w_error(GetLastError());
-            goto fail;
-        }
+    srv->conn_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (srv->conn_ev == NULL) {
+        rc = msgpipe__w_error(GetLastError());
+        goto fail;
     }
+    for (i = 0; i < srv->n; i++)
+        srv->inst[i].ov.hEvent = srv->conn_ev;
 
     srv->inst[0].h = msgpipe__w_instance(srv, 1);
     if (srv->inst[0].h == INVALID_HANDLE_VALUE) {
@@ -829,6 +1154,8 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
         if (rc != MSGPIPE_OK)
             goto fail;
     }
+    /* Arming later instances reset conn_ev: settle it. */
+    msgpipe__w_srv_scan(srv);
     *out = srv;
     return MSGPIPE_OK;
 fail:
@@ -838,13 +1165,12 @@ fail:
 
 int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 {
-    HANDLE hs[MAXIMUM_WAIT_OBJECTS];
-    int idx[MAXIMUM_WAIT_OBJECTS];
     int64_t deadline = msgpipe__w_deadline(timeout_ms);
     struct msgpipe__w_inst *in;
+    HANDLE hs[2];
     msgpipe *p;
-    DWORD w, n, e;
-    int i, k, cnt, rc, fill_rc;
+    DWORD w, e;
+    int i, k, live, rc, fill_rc;
 
     for (;;) {
         /* Shut down wins over a client that is already waiting: after
@@ -854,80 +1180,65 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 
         /* Refill slots left empty by an earlier failure. */
         fill_rc = MSGPIPE_OK;
-        for (i = 0; i < srv->n; i++)
+        live = 0;
+        for (i = 0; i < srv->n; i++) {
             if (srv->inst[i].h == INVALID_HANDLE_VALUE) {
                 rc = msgpipe__w_slot_fill(srv, &srv->inst[i]);
                 if (rc != MSGPIPE_OK)
                     fill_rc = rc;
             }
-
-        hs[0] = srv->stop_ev;
-        cnt = 1;
-        /* Start after the slot served last, so that no slot starves:
-         * WaitForMultipleObjects reports the first signalled handle. */
-        for (i = 0; i < srv->n; i++) {
-            k = (srv->next + i) % srv->n;
-            if (srv->inst[k].h == INVALID_HANDLE_VALUE)
-                continue;
-            hs[cnt] = srv->inst[k].ov.hEvent;
-            idx[cnt] = k;
-            cnt++;
+            if (srv->inst[i].h != INVALID_HANDLE_VALUE)
+                live++;
         }
-        if (cnt == 1)
+
+        k = msgpipe__w_srv_scan(srv);
+        if (srv->err != 0) {
+            /* An instance failed (it was dropped and is recreated on the
+             * next pass): report it once. */
+            e = srv->err;
+            srv->err = 0;
+            msgpipe__w_srv_scan(srv); /* conn_ev back to the truth */
+            return msgpipe__w_error(e);
+        }
+        if (k >= 0)
+            break;
+        if (live == 0)
             return fill_rc; /* no instance at all, and none can be made */
 
-        w = WaitForMultipleObjects((DWORD)cnt, hs, FALSE,
-                                   msgpipe__w_left(deadline));
+        hs[0] = srv->stop_ev;
+        hs[1] = srv->conn_ev;
+        w = WaitForMultipleObjects(2, hs, FALSE, msgpipe__w_left(deadline));
         if (w == WAIT_TIMEOUT) {
             msgpipe__set_os_error(WAIT_TIMEOUT);
             return MSGPIPE_ETIMEDOUT;
         }
         if (w == WAIT_OBJECT_0)
             return MSGPIPE_ESHUTDOWN;
-        if (w < WAIT_OBJECT_0 + 1 || w >= WAIT_OBJECT_0 + (DWORD)cnt)
+        if (w != WAIT_OBJECT_0 + 1)
             return msgpipe__w_error(GetLastError());
-        k = idx[w - WAIT_OBJECT_0];
-        in = &srv->inst[k];
-
-        if (!in->ready) {
-            if (!GetOverlappedResult(in->h, &in->ov, &n, FALSE)) {
-                e = GetLastError();
-                if (e == ERROR_IO_INCOMPLETE)
-                    continue; /* not ours after all */
-                if (e == ERROR_NO_DATA || e == ERROR_BROKEN_PIPE ||
-                    e == ERROR_PIPE_NOT_CONNECTED) {
-                    /* The client came and went: recycle the instance. */
-                    DisconnectNamedPipe(in->h);
-                    if (msgpipe__w_arm(in) != MSGPIPE_OK)
-                        msgpipe__w_slot_close(in);
-                    continue;
-                }
-                /* Anything else: drop this instance (it is recreated on
-                 * the next pass) and report the error. */
-                msgpipe__w_slot_close(in);
-                return msgpipe__w_error(e);
-            }
-            in->ready = 1;
-        }
-
-        /* A client is connected.  Make its pipe first, so that a failure
-         * leaves it waiting in its slot for the next accept. */
-        rc = msgpipe__w_pipe_new(in->h, 1, &srv->opts, &p);
-        if (rc != MSGPIPE_OK)
-            return rc;
-        /* Then put a fresh listening instance in the slot before handing
-         * the connected one out, so that clients never find the name
-         * missing or busy between two accepts.  If that fails (say, no
-         * handles left), the pipe is handed out anyway and the slot is
-         * refilled by a later accept. */
-        in->h = INVALID_HANDLE_VALUE;
-        in->ready = 0;
-        ResetEvent(in->ov.hEvent);
-        msgpipe__w_slot_fill(srv, in);
-        srv->next = (k + 1) % srv->n;
-        *out = p;
-        return MSGPIPE_OK;
+        /* conn_ev: scan again. */
     }
+
+    /* A client is connected in slot k.  Make its pipe first, so that a
+     * failure leaves it waiting in its slot for the next accept. */
+    in = &srv->inst[k];
+    rc = msgpipe__w_pipe_new(in->h, 1, &srv->opts, &p);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    /* Then put a fresh listening instance in the slot before handing the
+     * connected one out, so that clients never find the name missing or
+     * busy between two accepts.  If that fails (say, no handles left), the
+     * pipe is handed out anyway and the slot is refilled by a later
+     * accept. */
+    in->h = INVALID_HANDLE_VALUE;
+    in->ready = 0;
+    msgpipe__w_slot_fill(srv, in);
+    srv->next = (k + 1) % srv->n;
+    /* conn_ev must now say whether another client still waits (and the
+     * new instance's ConnectNamedPipe reset it). */
+    msgpipe__w_srv_scan(srv);
+    *out = p;
+    return MSGPIPE_OK;
 }
 
 void msgpipe__b_server_shutdown(msgpipe_server *srv)
@@ -1008,4 +1319,138 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
     if (rc != MSGPIPE_OK)
         CloseHandle(h);
     return rc;
+}
+
+/* ---- Readiness for msgpipe_poll and outside event loops ------------------ */
+
+int msgpipe__w_pipe_in_ready(msgpipe *p, HANDLE *wait)
+{
+    *wait = p->ready_ev;
+    return msgpipe__w_rx_ready(p);
+}
+
+int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2])
+{
+    wait[0] = srv->conn_ev;
+    wait[1] = srv->stop_ev;
+    if (WaitForSingleObject(srv->stop_ev, 0) == WAIT_OBJECT_0)
+        return 1; /* accept(..., 0) returns ESHUTDOWN at once */
+    if (msgpipe__w_srv_scan(srv) >= 0 || srv->err != 0)
+        return 1;
+    return 0;
+}
+
+/* FILE_PIPE_LOCAL_INFORMATION and NtQueryInformationFile (winternl.h does
+ * not declare them for user mode; they are documented in the WDK). */
+typedef struct msgpipe__w_pipe_local_info {
+    ULONG NamedPipeType;
+    ULONG NamedPipeConfiguration;
+    ULONG MaximumInstances;
+    ULONG CurrentInstances;
+    ULONG InboundQuota;
+    ULONG ReadDataAvailable;
+    ULONG OutboundQuota;
+    ULONG WriteQuotaAvailable;
+    ULONG NamedPipeState;
+    ULONG NamedPipeEnd;
+} msgpipe__w_pipe_local_info;
+
+typedef struct msgpipe__w_iosb {
+    union {
+        LONG Status;
+        PVOID Pointer;
+    } u;
+    ULONG_PTR Information;
+} msgpipe__w_iosb;
+
+typedef LONG(WINAPI *msgpipe__w_nqif_fn)(HANDLE, msgpipe__w_iosb *, PVOID,
+                                         ULONG, int);
+
+#define MSGPIPE__W_FILE_PIPE_LOCAL_INFORMATION 24
+#define MSGPIPE__W_FILE_PIPE_CONNECTED_STATE 3
+
+static int msgpipe__w_pipe_info(HANDLE h, msgpipe__w_pipe_local_info *info)
+{
+    /* Looked up once; racing threads store the same value. */
+    static volatile LONG looked_up = 0;
+    static msgpipe__w_nqif_fn volatile fn = NULL;
+    msgpipe__w_iosb io;
+    HMODULE ntdll;
+
+    if (!looked_up) {
+        ntdll = GetModuleHandleW(L"ntdll.dll");
+        if (ntdll != NULL)
+            fn = (msgpipe__w_nqif_fn)(void (*)(void))GetProcAddress(
+                ntdll, "NtQueryInformationFile");
+        looked_up = 1;
+    }
+    if (fn == NULL)
+        return 0;
+    memset(info, 0, sizeof(*info));
+    memset(&io, 0, sizeof(io));
+    return fn(h, &io, info, (ULONG)sizeof(*info),
+              MSGPIPE__W_FILE_PIPE_LOCAL_INFORMATION) >= 0;
+}
+
+/*
+ * msgpipe__w_pipe_out_ready - MSGPIPE_POLLOUT: would a send of a small
+ * message with timeout 0 succeed (or fail at once)?  Windows has no event
+ * for "room in a pipe", and the one measure it offers is unreliable, so
+ * this is an estimate, in this order:
+ *
+ * 1. The peer is gone (or the query fails): ready, send fails at once.
+ *    (NamedPipeState is not CONNECTED; Wine reports this correctly.)
+ * 2. No send on this pipe has timed out since the last one that
+ *    succeeded: ready.  msgpipe trusts what it saw rather than the quota,
+ *    because WriteQuotaAvailable is also reduced by the size of a read the
+ *    peer has pending (a pywin32 reader blocked in ReadFile(65536) makes it
+ *    0 on an empty pipe), and Wine 8 does not implement it at all (always
+ *    0).
+ * 3. After a send found the pipe full: ready once WriteQuotaAvailable is
+ *    at least half the pipe's buffer (32 KiB of 64 KiB) - what Windows
+ *    reports when the peer has read enough.
+ * 4. And, because of the pending-read distortion and Wine, in any case
+ *    MSGPIPE__W_OUT_RETRY_MS after the stall: the caller then tries again
+ *    (a send that still finds no room times out and restarts the clock).
+ *
+ * msgpipe__b_poll re-checks every MSGPIPE__W_OUT_TICK_MS while such an
+ * item is not ready; nothing else in a poll ticks.
+ */
+int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now)
+{
+    msgpipe__w_pipe_local_info info;
+    int64_t stalled = msgpipe__w_stalled_since(p);
+
+    if (!msgpipe__w_pipe_info(p->h, &info))
+        return 1;
+    if (info.NamedPipeState != MSGPIPE__W_FILE_PIPE_CONNECTED_STATE)
+        return 1;
+    if (stalled == 0)
+        return 1;
+    if (info.OutboundQuota > 0 &&
+        info.WriteQuotaAvailable >= (info.OutboundQuota + 1) / 2)
+        return 1;
+    if (now - stalled >= MSGPIPE__W_OUT_RETRY_MS)
+        return 1;
+    return 0;
+}
+
+int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out)
+{
+    /* No waitable object exists for "room in a pipe" (see
+     * msgpipe__w_pipe_out_ready). */
+    if (events != MSGPIPE_POLLIN)
+        return MSGPIPE_ENOTSUP;
+    /* Arm the pipe, so that the event is exact from now on: signalled now
+     * if something is waiting already, later when it arrives. */
+    msgpipe__w_rx_ready(p);
+    *out = (msgpipe_native)p->ready_ev;
+    return MSGPIPE_OK;
+}
+
+int msgpipe__b_server_native_handle(msgpipe_server *srv, msgpipe_native *out)
+{
+    msgpipe__w_srv_scan(srv); /* settle conn_ev */
+    *out = (msgpipe_native)srv->conn_ev;
+    return MSGPIPE_OK;
 }

@@ -1,0 +1,810 @@
+/*
+ * posix_fifo.c - the FIFO transport of the POSIX backend
+ * (MSGPIPE_POSIX_TRANSPORT=fifo): named pipes in the Unix sense, for
+ * systems and sandboxes that allow mkfifo() but not AF_UNIX sockets.
+ * The API, the framing and every behaviour are those of the socket
+ * transport; docs/fifo.md describes the design.  In short:
+ *
+ * - The server's name is a well-known FIFO (mode 0600; 0620 or 0622 with
+ *   wider access: others may only write requests into it).  The server
+ *   holds it open for reading, and for writing too, so that its reads never
+ *   see end of file between clients.
+ * - A client makes a private directory (0700) inside its own per-user
+ *   directory (0700), and in it two FIFOs (0600) with random names: c2s
+ *   (client to server) and s2c.  It writes one request record, at most
+ *   PIPE_BUF bytes so that concurrent requests never interleave, naming
+ *   them and its pid.  Then msgpipe_connect() returns, as a socket connect
+ *   does once queued: the client may send at once (into c2s, which it
+ *   holds open for reading too until accepted, so the bytes wait there).
+ * - msgpipe_accept() takes a request, checks that both FIFOs and their
+ *   directory belong to one user and are private, opens them, and writes
+ *   an acceptance record (its pid, uid, gid) into s2c.  The client reads
+ *   that record before anything else, drops its own extra ends, and
+ *   removes the FIFOs and the directory: the open descriptors are all
+ *   that is left.  From then on each FIFO carries the same length-prefixed
+ *   messages as a socket.
+ *
+ * Peer identity: the uid and gid are those of the client's FIFOs (the
+ * files cannot lie about their owner); the pid is the one the client
+ * claims, checked on Linux against the owner of /proc/PID.  Nobody can
+ * make the server open another user's FIFOs: they sit in that user's
+ * private directories under random names, and a request naming files of
+ * mixed owners, or files that are not private, is ignored.
+ *
+ * End of pipe is end of file on read and EPIPE on write.  There is no
+ * MSG_NOSIGNAL for write(), so every write to a FIFO blocks SIGPIPE in
+ * the calling thread for its duration and consumes the SIGPIPE it raised.
+ */
+#include "posix_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef O_NOFOLLOW
+#define O_NOFOLLOW 0
+#endif
+
+/* The longest request record: what one write() to a FIFO may carry
+ * without being interleaved with another writer's (PIPE_BUF; POSIX
+ * guarantees at least 512). */
+#ifdef PIPE_BUF
+#define MSGPIPE__REQ_MAX (PIPE_BUF < 4096 ? PIPE_BUF : 4096)
+#else
+#define MSGPIPE__REQ_MAX 512
+#endif
+
+/* Request: "MPF1", 2-byte big-endian total length, 8-byte big-endian pid,
+ * then the c2s path and the s2c path, each NUL-terminated. */
+#define MSGPIPE__REQ_HDR 14
+/* Acceptance: "MPA1", then the server's pid, uid and gid, 8 bytes each. */
+#define MSGPIPE__ACK_LEN 28
+
+/* Longest path of a client FIFO. */
+#define MSGPIPE__FIFO_PATH 256
+
+/* Names are limited as for sockets, so that a name valid with one
+ * transport is valid with the other. */
+const msgpipe__backend_info msgpipe__backend = {
+    "posix-fifo", MSGPIPE__STYLE_POSIX,
+    sizeof(((struct sockaddr_un *)0)->sun_path) - 1, 0, /* no abstract names */
+    16 /* pending: unused (the request FIFO holds the queue) */
+};
+
+/* A client's state until the server has accepted it. */
+typedef struct msgpipe__fifo_conn {
+    char dir[MSGPIPE__FIFO_PATH];
+    char c2s[MSGPIPE__FIFO_PATH + 24]; /* dir + "/c2s-" + 16 hex digits */
+    char s2c[MSGPIPE__FIFO_PATH + 24];
+    int c2s_rd; /* our own read end of c2s: bytes sent wait in it */
+    int s2c_wr; /* our own write end of s2c: no end of file before accept */
+    uint8_t ack[MSGPIPE__ACK_LEN];
+    size_t ack_len;
+    int sent;         /* bytes were written before the acceptance */
+    int64_t deadline; /* of msgpipe_connect(): msgpipe_peer waits until */
+} msgpipe__fifo_conn;
+
+/* ---- Small helpers ------------------------------------------------------ */
+
+static void msgpipe__put64(uint8_t *b, uint64_t v)
+{
+    int i;
+    for (i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * (7 - i)));
+}
+
+static uint64_t msgpipe__get64(const uint8_t *b)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < 8; i++)
+        v = (v << 8) | b[i];
+    return v;
+}
+
+/* writev() that never raises SIGPIPE (see the top of this file). */
+static ssize_t msgpipe__writev_nosig(int fd, const struct iovec *iov, int cnt)
+{
+    sigset_t set, old, pend;
+    int was_pending, e, sig;
+    ssize_t rc;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigemptyset(&pend);
+    sigpending(&pend);
+    was_pending = sigismember(&pend, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    rc = writev(fd, iov, cnt);
+    e = errno;
+    if (rc < 0 && e == EPIPE && !was_pending) {
+        /* Take the SIGPIPE this write raised before unblocking it. */
+        sigemptyset(&pend);
+        sigpending(&pend);
+        if (sigismember(&pend, SIGPIPE))
+            sigwait(&set, &sig);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return rc;
+}
+
+ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt)
+{
+    ssize_t n = msgpipe__writev_nosig(p->wfd, iov, cnt);
+
+    if (n > 0 && p->conn != NULL)
+        ((msgpipe__fifo_conn *)p->conn)->sent = 1;
+    return n;
+}
+
+static ssize_t msgpipe__write_nosig(int fd, const void *buf, size_t len)
+{
+    struct iovec v;
+
+    v.iov_base = (void *)buf;
+    v.iov_len = len;
+    return msgpipe__writev_nosig(fd, &v, 1);
+}
+
+static int msgpipe__open_fifo(const char *path, int flags)
+{
+    int fd = open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+
+    if (fd >= 0 && msgpipe__fd_setup(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* 16 hex digits from /dev/urandom (or, failing that, from the clock, the
+ * pid and an address: names must be unguessable by other users, and
+ * unique; the private directory already makes them unreachable). */
+static void msgpipe__random_hex(char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char r[8];
+    int fd, i, ok = 0;
+
+    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ok = read(fd, r, sizeof(r)) == (ssize_t)sizeof(r);
+        close(fd);
+    }
+    if (!ok) {
+        struct timespec ts;
+        uint64_t x;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+            ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)&ts;
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdULL;
+        x ^= x >> 33;
+        msgpipe__put64(r, x);
+    }
+    for (i = 0; i < 8; i++) {
+        out[2 * i] = hex[r[i] >> 4];
+        out[2 * i + 1] = hex[r[i] & 15];
+    }
+    out[16] = '\0';
+}
+
+/* Remove a client's FIFOs and directory (best effort). */
+static void msgpipe__remove_conn_files(const char *c2s, const char *s2c,
+                                       const char *dir)
+{
+    if (c2s != NULL)
+        unlink(c2s);
+    if (s2c != NULL)
+        unlink(s2c);
+    if (dir != NULL)
+        rmdir(dir);
+}
+
+static mode_t msgpipe__fifo_mode(int access)
+{
+    /* Others only ever need to write requests. */
+    switch (access) {
+    case MSGPIPE_ACCESS_WORLD:
+        return 0622;
+    case MSGPIPE_ACCESS_GROUP:
+        return 0620;
+    default:
+        return 0600;
+    }
+}
+
+/* ---- Server ------------------------------------------------------------- */
+
+/* mkfifo() found the name taken: a dead server's FIFO (no reader) is
+ * removed and 1 returned to retry; anything else is left alone. */
+static int msgpipe__fifo_reclaim(const char *path)
+{
+    struct stat st;
+    int fd;
+
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT;
+    if (!S_ISFIFO(st.st_mode))
+        return 0;
+    fd = msgpipe__open_fifo(path, O_WRONLY);
+    if (fd >= 0) {
+        close(fd);
+        return 0; /* a live server reads it */
+    }
+    if (errno != ENXIO)
+        return errno == ENOENT;
+    return unlink(path) == 0 || errno == ENOENT;
+}
+
+int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
+                      msgpipe_server **out)
+{
+    mode_t mode = msgpipe__fifo_mode(o->access);
+    msgpipe_server *s;
+    struct stat st;
+    int rc, tries;
+
+    rc = msgpipe__server_new(name, o, &s);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    for (tries = 0;; tries++) {
+        if (mkfifo(name->sys, mode) == 0)
+            break;
+        if (errno == ENOENT || errno == ENOTDIR) {
+            msgpipe__set_os_error(errno); /* no such directory */
+            rc = MSGPIPE_EBADNAME;
+            goto fail;
+        }
+        if (errno != EEXIST) {
+            rc = msgpipe__from_errno(errno);
+            goto fail;
+        }
+        if (tries >= 3 || !msgpipe__fifo_reclaim(name->sys)) {
+            msgpipe__set_os_error(EEXIST);
+            rc = MSGPIPE_EADDRINUSE;
+            goto fail;
+        }
+    }
+    /* mkfifo() applied the umask, which can only narrow the mode; set it
+     * exactly. */
+    if (chmod(name->sys, mode) != 0 ||
+        (rc = msgpipe__server_record_file(s)) != MSGPIPE_OK) {
+        rc = rc != MSGPIPE_OK ? rc : msgpipe__from_errno(errno);
+        unlink(name->sys);
+        goto fail;
+    }
+    s->fd = msgpipe__open_fifo(name->sys, O_RDONLY);
+    if (s->fd >= 0)
+        s->keep_wfd = msgpipe__open_fifo(name->sys, O_WRONLY);
+    if (s->fd < 0 || s->keep_wfd < 0 || fstat(s->fd, &st) != 0) {
+        rc = msgpipe__from_errno(errno);
+        msgpipe__server_remove_file(s);
+        goto fail;
+    }
+    if (st.st_dev != s->dev || st.st_ino != s->ino) {
+        /* Replaced between mkfifo() and open(): not ours. */
+        rc = MSGPIPE_EADDRINUSE;
+        goto fail;
+    }
+    s->req = (uint8_t *)malloc(2 * MSGPIPE__REQ_MAX);
+    if (s->req == NULL) {
+        rc = MSGPIPE_ENOMEM;
+        msgpipe__server_remove_file(s);
+        goto fail;
+    }
+    *out = s;
+    return MSGPIPE_OK;
+fail:
+    msgpipe__server_free(s);
+    return rc;
+}
+
+/* Find the next whole request in s->req.  Returns its length (> 0), or 0
+ * if none is complete yet.  Bytes that cannot start a request (only a
+ * hostile writer produces them) are dropped. */
+static size_t msgpipe__next_request(msgpipe_server *s)
+{
+    size_t len, i;
+
+    for (;;) {
+        if (s->req_len < MSGPIPE__REQ_HDR)
+            return 0;
+        len = ((size_t)s->req[4] << 8) | s->req[5];
+        if (memcmp(s->req, "MPF1", 4) == 0 && len >= MSGPIPE__REQ_HDR + 4 &&
+            len <= MSGPIPE__REQ_MAX)
+            return s->req_len >= len ? len : 0;
+        /* Resynchronise at the next "MPF1". */
+        for (i = 1; i + 4 <= s->req_len; i++)
+            if (memcmp(s->req + i, "MPF1", 4) == 0)
+                break;
+        if (i + 4 > s->req_len)
+            i = s->req_len > 3 ? s->req_len - 3 : 0;
+        memmove(s->req, s->req + i, s->req_len - i);
+        s->req_len -= i;
+    }
+}
+
+static void msgpipe__drop_request(msgpipe_server *s, size_t len)
+{
+    memmove(s->req, s->req + len, s->req_len - len);
+    s->req_len -= len;
+}
+
+int msgpipe__t_server_ready(msgpipe_server *s)
+{
+    return msgpipe__next_request(s) > 0;
+}
+
+/* Is `path`, as lstat() saw it, a private FIFO of uid? */
+static int msgpipe__private_fifo(const struct stat *st, uid_t uid)
+{
+    return S_ISFIFO(st->st_mode) && st->st_uid == uid &&
+           (st->st_mode & 0077) == 0;
+}
+
+/* On Linux, a claimed pid must be a process of the FIFOs' owner. */
+static int msgpipe__pid_of_uid(int64_t pid, uid_t uid)
+{
+#ifdef __linux__
+    char path[64];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "/proc/%lld", (long long)pid);
+    if (stat(path, &st) == 0)
+        return st.st_uid == uid;
+    if (stat("/proc/self", &st) != 0)
+        return 1; /* no /proc here: nothing to check against */
+    return 0;     /* no such process */
+#else
+    (void)uid;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+#endif
+}
+
+/* Take one request: 1 and a new pipe in *out if it holds, 0 to ignore it
+ * (malformed, not private, a client that is gone), or a negative error
+ * that the caller must report (out of memory or descriptors). */
+static int msgpipe__take_request(msgpipe_server *s, const uint8_t *rec,
+                                 size_t len, msgpipe **out)
+{
+    const char *c2s = (const char *)rec + MSGPIPE__REQ_HDR, *s2c, *end;
+    char dir[MSGPIPE__FIFO_PATH];
+    struct stat sc, ss, sd, fc, fs;
+    uint8_t ack[MSGPIPE__ACK_LEN];
+    int64_t pid = (int64_t)msgpipe__get64(rec + 6);
+    int rfd = -1, wfd = -1, rc;
+    const char *slash;
+    msgpipe *p;
+
+    end = (const char *)rec + len;
+    s2c = memchr(c2s, '\0', (size_t)(end - c2s));
+    if (s2c == NULL || ++s2c >= end ||
+        memchr(s2c, '\0', (size_t)(end - s2c)) == NULL)
+        return 0;
+    if (pid <= 0 || c2s[0] != '/' || s2c[0] != '/')
+        return 0;
+    /* Both FIFOs in one directory, which is private to their owner. */
+    slash = strrchr(c2s, '/');
+    if ((size_t)(slash - c2s) >= sizeof(dir) ||
+        strncmp(c2s, s2c, (size_t)(slash - c2s) + 1) != 0 ||
+        strchr(s2c + (slash - c2s) + 1, '/') != NULL)
+        return 0;
+    memcpy(dir, c2s, (size_t)(slash - c2s));
+    dir[slash - c2s] = '\0';
+    if (lstat(c2s, &sc) != 0 || lstat(s2c, &ss) != 0 || lstat(dir, &sd) != 0)
+        return 0;
+    if (!msgpipe__private_fifo(&sc, sc.st_uid) ||
+        !msgpipe__private_fifo(&ss, sc.st_uid) || !S_ISDIR(sd.st_mode) ||
+        sd.st_uid != sc.st_uid || (sd.st_mode & 0077) != 0)
+        return 0;
+    if (!msgpipe__pid_of_uid(pid, sc.st_uid))
+        return 0;
+
+    rfd = msgpipe__open_fifo(c2s, O_RDONLY);
+    if (rfd < 0)
+        return errno == EMFILE || errno == ENFILE ? msgpipe__from_errno(errno)
+                                                  : 0;
+    wfd = msgpipe__open_fifo(s2c, O_WRONLY);
+    if (wfd < 0) {
+        rc = errno;
+        close(rfd);
+        if (rc == ENXIO) {
+            /* The client is gone (nobody reads s2c): clean up after it,
+             * where this user may. */
+            msgpipe__remove_conn_files(c2s, s2c, dir);
+            return 0;
+        }
+        return rc == EMFILE || rc == ENFILE ? msgpipe__from_errno(rc) : 0;
+    }
+    /* The files opened must be the ones checked. */
+    if (fstat(rfd, &fc) != 0 || fstat(wfd, &fs) != 0 ||
+        fc.st_dev != sc.st_dev || fc.st_ino != sc.st_ino ||
+        fs.st_dev != ss.st_dev || fs.st_ino != ss.st_ino)
+        goto ignore;
+    memcpy(ack, "MPA1", 4);
+    msgpipe__put64(ack + 4, (uint64_t)getpid());
+    msgpipe__put64(ack + 12, (uint64_t)geteuid());
+    msgpipe__put64(ack + 20, (uint64_t)getegid());
+    if (msgpipe__write_nosig(wfd, ack, sizeof(ack)) != (ssize_t)sizeof(ack))
+        goto ignore; /* the client went away meanwhile */
+    rc = msgpipe__pipe_new(rfd, &s->opts, &p);
+    if (rc != MSGPIPE_OK) {
+        close(wfd);
+        return rc;
+    }
+    p->wfd = wfd;
+    p->fifo = 1;
+    p->peer_pid = pid;
+    p->peer_uid = (int64_t)sc.st_uid;
+    p->peer_gid = (int64_t)sc.st_gid;
+    *out = p;
+    return 1;
+ignore:
+    close(rfd);
+    close(wfd);
+    return 0;
+}
+
+int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    size_t len;
+    ssize_t n;
+    int rc;
+
+    for (;;) {
+        if (msgpipe__server_is_shut(s))
+            return MSGPIPE_ESHUTDOWN;
+        while ((len = msgpipe__next_request(s)) > 0) {
+            uint8_t rec[MSGPIPE__REQ_MAX];
+            memcpy(rec, s->req, len);
+            msgpipe__drop_request(s, len);
+            rc = msgpipe__take_request(s, rec, len, out);
+            if (rc != 0)
+                return rc > 0 ? MSGPIPE_OK : rc;
+        }
+        n = read(s->fd, s->req + s->req_len, 2 * MSGPIPE__REQ_MAX - s->req_len);
+        if (n > 0) {
+            s->req_len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return msgpipe__from_errno(errno);
+        rc = msgpipe__server_wait(s, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
+    }
+}
+
+void msgpipe__b_server_close(msgpipe_server *s)
+{
+    msgpipe__server_remove_file(s);
+    msgpipe__server_free(s);
+}
+
+/* ---- Client ------------------------------------------------------------- */
+
+/* The per-user directory that holds clients' private directories:
+ * $XDG_RUNTIME_DIR/msgpipe-fifo-UID, else /tmp/msgpipe-fifo-UID; created
+ * 0700, and used only if it is a directory of ours that nobody else may
+ * enter. */
+static int msgpipe__user_dir(char *out, size_t cap)
+{
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    struct stat st;
+    int n;
+
+    if (base == NULL || base[0] != '/')
+        base = "/tmp";
+    n = snprintf(out, cap, "%s/msgpipe-fifo-%lu", base,
+                 (unsigned long)geteuid());
+    if (n < 0 || (size_t)n >= cap)
+        return MSGPIPE_ENAMETOOLONG;
+    if (mkdir(out, 0700) != 0 && errno != EEXIST)
+        return msgpipe__from_errno(errno);
+    if (lstat(out, &st) != 0)
+        return msgpipe__from_errno(errno);
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 0077) != 0) {
+        msgpipe__set_os_error(EPERM);
+        return MSGPIPE_EACCES; /* somebody else's, or not private */
+    }
+    return MSGPIPE_OK;
+}
+
+/* Remove what clients of this user that died before being accepted left
+ * in the per-user directory ("PID-XXXXXX" of a process that is gone). */
+static void msgpipe__sweep(const char *udir)
+{
+    char path[MSGPIPE__FIFO_PATH], sub[MSGPIPE__FIFO_PATH];
+    struct dirent *de, *fe;
+    DIR *d, *f;
+    long pid;
+    char *endp;
+
+    d = opendir(udir);
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        pid = strtol(de->d_name, &endp, 10);
+        if (pid <= 0 || *endp != '-' || kill((pid_t)pid, 0) == 0 ||
+            errno != ESRCH)
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", udir, de->d_name) >=
+            (int)sizeof(path))
+            continue;
+        f = opendir(path);
+        if (f != NULL) {
+            while ((fe = readdir(f)) != NULL) {
+                if (strncmp(fe->d_name, "c2s-", 4) != 0 &&
+                    strncmp(fe->d_name, "s2c-", 4) != 0)
+                    continue;
+                if (snprintf(sub, sizeof(sub), "%s/%s", path, fe->d_name) <
+                    (int)sizeof(sub))
+                    unlink(sub);
+            }
+            closedir(f);
+        }
+        rmdir(path);
+    }
+    closedir(d);
+}
+
+static void msgpipe__conn_free(msgpipe__fifo_conn *c, int remove)
+{
+    if (c->c2s_rd >= 0)
+        close(c->c2s_rd);
+    if (c->s2c_wr >= 0)
+        close(c->s2c_wr);
+    if (remove)
+        msgpipe__remove_conn_files(c->c2s, c->s2c, c->dir);
+    free(c);
+}
+
+/* Make the private directory, the two FIFOs, and open the client's ends:
+ * *rfd reads s2c, *wfd writes c2s. */
+static int msgpipe__conn_new(msgpipe__fifo_conn **out, int *rfd, int *wfd)
+{
+    char udir[MSGPIPE__FIFO_PATH], rnd[17];
+    msgpipe__fifo_conn *c;
+    int rc, n;
+
+    rc = msgpipe__user_dir(udir, sizeof(udir));
+    if (rc != MSGPIPE_OK)
+        return rc;
+    msgpipe__sweep(udir);
+    c = (msgpipe__fifo_conn *)calloc(1, sizeof(*c));
+    if (c == NULL)
+        return MSGPIPE_ENOMEM;
+    c->c2s_rd = c->s2c_wr = -1;
+    *rfd = *wfd = -1;
+    n = snprintf(c->dir, sizeof(c->dir), "%s/%ld-XXXXXX", udir, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof(c->dir) - 24) {
+        free(c);
+        return MSGPIPE_ENAMETOOLONG;
+    }
+    if (mkdtemp(c->dir) == NULL) {
+        rc = msgpipe__from_errno(errno);
+        free(c);
+        return rc;
+    }
+    msgpipe__random_hex(rnd);
+    snprintf(c->c2s, sizeof(c->c2s), "%s/c2s-%s", c->dir, rnd);
+    snprintf(c->s2c, sizeof(c->s2c), "%s/s2c-%s", c->dir, rnd);
+    if (mkfifo(c->c2s, 0600) != 0 || mkfifo(c->s2c, 0600) != 0)
+        goto fail;
+    /* Our own extra ends until accepted: a reader on c2s lets us open it
+     * for writing (and keeps what we send), a writer on s2c keeps our
+     * reads from seeing end of file before the server opens it. */
+    *rfd = msgpipe__open_fifo(c->s2c, O_RDONLY);
+    if (*rfd < 0)
+        goto fail;
+    c->s2c_wr = msgpipe__open_fifo(c->s2c, O_WRONLY);
+    c->c2s_rd = msgpipe__open_fifo(c->c2s, O_RDONLY);
+    if (c->s2c_wr < 0 || c->c2s_rd < 0)
+        goto fail;
+    *wfd = msgpipe__open_fifo(c->c2s, O_WRONLY);
+    if (*wfd < 0)
+        goto fail;
+    *out = c;
+    return MSGPIPE_OK;
+fail:
+    rc = msgpipe__from_errno(errno);
+    if (*rfd >= 0)
+        close(*rfd);
+    *rfd = -1;
+    msgpipe__conn_free(c, 1);
+    return rc;
+}
+
+/* Write the request into the server's FIFO: OK, or a retryable ENOENT (no
+ * server) / EBUSY (its FIFO is full), or a final error. */
+static int msgpipe__send_request(const msgpipe__name *name,
+                                 const msgpipe__fifo_conn *c)
+{
+    uint8_t rec[MSGPIPE__REQ_MAX];
+    size_t a = strlen(c->c2s) + 1, b = strlen(c->s2c) + 1;
+    size_t len = MSGPIPE__REQ_HDR + a + b;
+    struct stat st;
+    ssize_t n;
+    int fd, e;
+
+    if (len > sizeof(rec))
+        return MSGPIPE_ENAMETOOLONG;
+    fd = msgpipe__open_fifo(name->sys, O_WRONLY);
+    if (fd < 0) {
+        e = errno;
+        msgpipe__set_os_error(e);
+        if (e == ENOENT || e == ENXIO || e == ENOTDIR || e == ELOOP)
+            return MSGPIPE_ENOENT; /* nobody reads it: no server */
+        return msgpipe__from_errno(e);
+    }
+    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+        close(fd);
+        return MSGPIPE_ENOENT;
+    }
+    memcpy(rec, "MPF1", 4);
+    rec[4] = (uint8_t)(len >> 8);
+    rec[5] = (uint8_t)len;
+    msgpipe__put64(rec + 6, (uint64_t)getpid());
+    memcpy(rec + MSGPIPE__REQ_HDR, c->c2s, a);
+    memcpy(rec + MSGPIPE__REQ_HDR + a, c->s2c, b);
+    /* One write of at most PIPE_BUF bytes: all or nothing, never mixed
+     * with another client's. */
+    do {
+        n = msgpipe__write_nosig(fd, rec, len);
+    } while (n < 0 && errno == EINTR);
+    e = errno;
+    close(fd);
+    if (n == (ssize_t)len)
+        return MSGPIPE_OK;
+    msgpipe__set_os_error(e);
+    if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK))
+        return MSGPIPE_EBUSY;
+    if (n < 0 && e == EPIPE)
+        return MSGPIPE_ENOENT; /* the server went away */
+    return MSGPIPE_EIO;
+}
+
+int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
+                       int timeout_ms, msgpipe **out)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    msgpipe__fifo_conn *c = NULL;
+    int rfd = -1, wfd = -1, rc, pause = 1, left;
+    msgpipe *p;
+
+    if (name->kind != MSGPIPE__NAME_PATH)
+        return MSGPIPE_ENOTSUP;
+    for (;;) {
+        /* Make the FIFOs only once a server is seen to be there. */
+        if (c == NULL && access(name->sys, F_OK) == 0) {
+            rc = msgpipe__conn_new(&c, &rfd, &wfd);
+            if (rc != MSGPIPE_OK)
+                return rc;
+        }
+        rc = c != NULL ? msgpipe__send_request(name, c) : MSGPIPE_ENOENT;
+        if (rc == MSGPIPE_OK)
+            break;
+        if ((rc != MSGPIPE_ENOENT && rc != MSGPIPE_EBUSY) || timeout_ms == 0)
+            goto fail;
+        left = msgpipe__remaining(deadline);
+        if (left == 0) {
+            rc = MSGPIPE_ETIMEDOUT;
+            goto fail;
+        }
+        if (left < 0 || left > pause)
+            left = pause;
+        msgpipe__sleep_ms(left);
+        if (pause < 50)
+            pause *= 2;
+    }
+    rc = msgpipe__pipe_new(rfd, o, &p);
+    rfd = -1;
+    if (rc != MSGPIPE_OK)
+        goto fail;
+    p->wfd = wfd;
+    p->fifo = 1;
+    p->connecting = 1;
+    c->deadline = deadline;
+    p->conn = c;
+    *out = p;
+    return MSGPIPE_OK;
+fail:
+    if (rfd >= 0)
+        close(rfd);
+    if (wfd >= 0)
+        close(wfd);
+    if (c != NULL)
+        msgpipe__conn_free(c, 1);
+    return rc;
+}
+
+int msgpipe__t_finish(msgpipe *p, int64_t deadline)
+{
+    msgpipe__fifo_conn *c = (msgpipe__fifo_conn *)p->conn;
+    ssize_t n;
+    int w;
+
+    while (c->ack_len < MSGPIPE__ACK_LEN) {
+        /* Exactly the acceptance record: what follows it is messages. */
+        n = read(p->fd, c->ack + c->ack_len, MSGPIPE__ACK_LEN - c->ack_len);
+        if (n > 0) {
+            c->ack_len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return msgpipe__from_errno(errno);
+        w = msgpipe__wait_fd(p->fd, POLLIN, deadline);
+        if (w < 0)
+            return w;
+        if (w == 0)
+            return MSGPIPE_ETIMEDOUT;
+    }
+    p->connecting = 0;
+    p->conn = NULL;
+    if (memcmp(c->ack, "MPA1", 4) != 0) {
+        msgpipe__conn_free(c, 1);
+        p->rx_err = p->tx_err = MSGPIPE_EPROTO;
+        return MSGPIPE_EPROTO;
+    }
+    p->peer_pid = (int64_t)msgpipe__get64(c->ack + 4);
+    p->peer_uid = (int64_t)msgpipe__get64(c->ack + 12);
+    p->peer_gid = (int64_t)msgpipe__get64(c->ack + 20);
+    /* Accepted: drop our extra ends, so that end of pipe works both ways,
+     * and remove the names - the open descriptors are all that remains. */
+    msgpipe__conn_free(c, 1);
+    return MSGPIPE_OK;
+}
+
+void msgpipe__t_release(msgpipe *p, int64_t linger)
+{
+    msgpipe__fifo_conn *c = (msgpipe__fifo_conn *)p->conn;
+
+    /* Bytes sent before the server accepted wait in c2s, which vanishes
+     * when its last descriptor closes: give the server until linger to
+     * take them over, as a socket's queued connection would keep them. */
+    if (c != NULL && c->sent)
+        (void)msgpipe__t_finish(p, linger);
+    if (p->conn != NULL) {
+        msgpipe__conn_free((msgpipe__fifo_conn *)p->conn, 1);
+        p->conn = NULL;
+        p->connecting = 0;
+    }
+}
+
+int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
+{
+    int rc;
+
+    if (p->connecting) {
+        /* The server's identity arrives with its acceptance.  A client
+         * asks for it to decide whether to trust the server, so wait for
+         * it - within the time msgpipe_connect() was given. */
+        rc = msgpipe__t_finish(p, ((msgpipe__fifo_conn *)p->conn)->deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
+    }
+    info->pid = p->peer_pid;
+    info->uid = p->peer_uid;
+    info->gid = p->peer_gid;
+    return MSGPIPE_OK;
+}
