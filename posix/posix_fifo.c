@@ -413,8 +413,14 @@ static int msgpipe__take_request(msgpipe_server *s, const uint8_t *rec,
         !msgpipe__private_fifo(&ss, sc.st_uid) || !S_ISDIR(sd.st_mode) ||
         sd.st_uid != sc.st_uid || (sd.st_mode & 0077) != 0)
         return 0;
-    if (!msgpipe__pid_of_uid(pid, sc.st_uid))
+    if (!msgpipe__pid_of_uid(pid, sc.st_uid)) {
+        /* Gone (or never that user's): if the process is gone, what it
+         * left - checked above to be private FIFOs in a private directory
+         * - goes too. */
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+            msgpipe__remove_conn_files(c2s, s2c, dir);
         return 0;
+    }
 
     rfd = msgpipe__open_fifo(c2s, O_RDONLY);
     if (rfd < 0)

@@ -3,8 +3,9 @@
  * use, shutdown from another thread, and (POSIX) the socket file: its
  * mode, stale files, files in the way, removal on close, abstract names.
  *
- * Child mode: "--child listen NAME" listens on NAME, accepts one client,
- * sends it "ready" and waits to be killed (test of a stale socket file).
+ * Child modes: "--child listen NAME" listens on NAME, accepts one client,
+ * sends it "ready" and waits to be killed (test of a stale socket file);
+ * "--child connect-die NAME" connects and kills itself (FIFO transport).
  */
 #include "support.h"
 
@@ -581,6 +582,180 @@ static void test_abstract_name_works_on_linux_only(void **state)
 #endif
 }
 
+/* ---- The FIFO transport: client directories and forged requests ---------- */
+
+#ifndef _WIN32
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+
+/* Child: connect, then die at once, before any accept, without closing. */
+static int child_connect_die(const char *name)
+{
+    msgpipe *p = NULL;
+    int rc = msgpipe_connect(name, NULL, SUP_T, &p);
+    if (rc != MSGPIPE_OK) {
+        fprintf(stderr, "child connect %s: %s\n", name, msgpipe_errname(rc));
+        return 1;
+    }
+    kill(getpid(), SIGKILL);
+    return 2;
+}
+
+/* The per-user directory in which FIFO clients make their directories. */
+static void fifo_user_dir(char *buf, size_t cap)
+{
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    if (base == NULL || base[0] != '/')
+        base = "/tmp";
+    snprintf(buf, cap, "%s/msgpipe-fifo-%lu", base, (unsigned long)geteuid());
+}
+
+/* Entries in dir whose name starts with "PID-". */
+static int entries_of_pid(const char *dir, long pid)
+{
+    char prefix[32];
+    struct dirent *de;
+    DIR *d = opendir(dir);
+    int n = 0;
+
+    if (d == NULL)
+        return 0;
+    snprintf(prefix, sizeof(prefix), "%ld-", pid);
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+#endif
+
+/* A FIFO client killed before the server took its request leaves nothing
+ * behind once the server gets to the request. */
+static void test_fifo_dead_client_leaves_nothing_behind(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    SUP_SKIP("POSIX FIFO transport only");
+#else
+    msgpipe_server *srv = NULL;
+    msgpipe *p = NULL;
+    const char *args[3];
+    char name[96], udir[512];
+    sup_proc *child;
+    int64_t pid;
+
+    if (!sup_is_fifo()) {
+        SUP_SKIP("FIFO transport only: a socket client leaves no files");
+        return;
+    }
+    sup_name(name, sizeof(name), "srv");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    args[0] = "connect-die";
+    args[1] = name;
+    args[2] = NULL;
+    child = sup_spawn_self(args);
+    pid = sup_proc_pid(child);
+    assert_int_equal(sup_proc_wait(child), 128 + SIGKILL);
+    fifo_user_dir(udir, sizeof(udir));
+    assert_int_equal(entries_of_pid(udir, (long)pid), 1); /* left behind */
+    /* The server takes the request, finds nobody, and cleans up. */
+    assert_rc(msgpipe_accept(srv, 300, &p), MSGPIPE_ETIMEDOUT);
+    assert_int_equal(entries_of_pid(udir, (long)pid), 0);
+    /* And it still serves. */
+    round_trip_on(srv, name);
+    msgpipe_server_close(srv);
+#endif
+}
+
+#ifndef _WIN32
+/* Write a connection request by hand, as the FIFO transport's clients do
+ * (docs/fifo.md): "MPF1", length, pid, c2s path, s2c path. */
+static void forge_request(const char *server_path, const char *c2s,
+                          const char *s2c)
+{
+    unsigned char rec[1024];
+    size_t a = strlen(c2s) + 1, b = strlen(s2c) + 1, len = 14 + a + b;
+    uint64_t pid = (uint64_t)getpid();
+    int fd, i;
+
+    assert_true(len <= 512);
+    memcpy(rec, "MPF1", 4);
+    rec[4] = (unsigned char)(len >> 8);
+    rec[5] = (unsigned char)len;
+    for (i = 0; i < 8; i++)
+        rec[6 + i] = (unsigned char)(pid >> (8 * (7 - i)));
+    memcpy(rec + 14, c2s, a);
+    memcpy(rec + 14 + a, s2c, b);
+    fd = open(server_path, O_WRONLY | O_NONBLOCK);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, rec, len), (ssize_t)len);
+    close(fd);
+}
+
+/* A request naming FIFOs that are not private to one user is ignored:
+ * the server never opens them. */
+static void expect_forgery_ignored(msgpipe_server *srv, const char *name,
+                                   const char *dir, unsigned dir_mode,
+                                   int other_owner)
+{
+    char spath[1100], c2s[600], s2c[600];
+    unsigned char buf[64];
+    msgpipe *p = NULL;
+    int rfd;
+
+    sup_sys_name(name, spath, sizeof(spath));
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(c2s, sizeof(c2s), "%s/c2s-x", dir);
+    snprintf(s2c, sizeof(s2c), "%s/s2c-x", dir);
+    assert_int_equal(mkfifo(c2s, 0600), 0);
+    assert_int_equal(mkfifo(s2c, 0600), 0);
+    if (other_owner)
+        assert_int_equal(chown(s2c, 65534, 65534), 0);
+    assert_int_equal(chmod(dir, dir_mode), 0);
+    /* We hold s2c for reading: an acceptance would arrive here. */
+    rfd = open(s2c, O_RDONLY | O_NONBLOCK);
+    assert_true(rfd >= 0);
+    forge_request(spath, c2s, s2c);
+    assert_rc(msgpipe_accept(srv, 300, &p), MSGPIPE_ETIMEDOUT);
+    assert_null(p);
+    assert_int_equal(read(rfd, buf, sizeof(buf)), 0); /* no writer came */
+    close(rfd);
+    unlink(c2s);
+    unlink(s2c);
+    rmdir(dir);
+}
+#endif
+
+static void test_fifo_request_for_foreign_or_open_fifos_is_ignored(void **st)
+{
+    (void)st;
+#ifdef _WIN32
+    SUP_SKIP("POSIX FIFO transport only");
+#else
+    msgpipe_server *srv = NULL;
+    char name[96], dir[300];
+
+    if (!sup_is_fifo()) {
+        SUP_SKIP("FIFO transport only: sockets have no connection requests");
+        return;
+    }
+    sup_name(name, sizeof(name), "srv");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    snprintf(dir, sizeof(dir), "/tmp/%s-forged", name);
+    /* A directory others may enter. */
+    expect_forgery_ignored(srv, name, dir, 0755, 0);
+    /* FIFOs of two different owners (needs root to give one away). */
+    if (geteuid() == 0)
+        expect_forgery_ignored(srv, name, dir, 0700, 1);
+    else
+        print_message("not root: the mixed-owner case is not tried\n");
+    /* A genuine client is still served. */
+    round_trip_on(srv, name);
+    msgpipe_server_close(srv);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -598,12 +773,19 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_listen_never_removes_regular_file_in_the_way),
         cmocka_unit_test(test_server_close_removes_socket_file),
         cmocka_unit_test(test_abstract_name_works_on_linux_only),
+        cmocka_unit_test(test_fifo_dead_client_leaves_nothing_behind),
+        cmocka_unit_test(
+            test_fifo_request_for_foreign_or_open_fifos_is_ignored),
     };
 
     sup_init(argc, argv);
     if (sup_child_mode(argc, argv)) {
         if (argc == 4 && strcmp(argv[2], "listen") == 0)
             return child_listen(argv[3]);
+#ifndef _WIN32
+        if (argc == 4 && strcmp(argv[2], "connect-die") == 0)
+            return child_connect_die(argv[3]);
+#endif
         fprintf(stderr, "unknown child mode\n");
         return 100;
     }
