@@ -31,6 +31,11 @@ typedef struct msgpipe__opts {
     int access;           /* msgpipe_access */
     int pending;          /* >= 1 */
     int linger_ms;        /* -1 or >= 0 */
+    /* The identity checks are done by the core (api/core.c) with
+     * msgpipe__b_peer; a backend does not look at them. */
+    int64_t require_server_uid; /* -1: none */
+    int64_t *allow_uids;        /* a copy owned by the server, or NULL */
+    size_t n_allow_uids;
 } msgpipe__opts;
 
 enum msgpipe__name_kind {
@@ -58,7 +63,39 @@ typedef struct msgpipe__backend_info {
     size_t path_max;     /* longest system name accepted, without NUL */
     int abstract_names;  /* 1 if "@NAME" is supported */
     int default_pending; /* default for msgpipe_options.pending */
+    int has_uids;        /* 1 if msgpipe__b_peer reports uids */
 } msgpipe__backend_info;
+
+/* ---- Memory ------------------------------------------------------------ */
+
+/* Every allocation of the library goes through this table, so that tests
+ * can make allocations fail or count them (api/core.c holds it; the C
+ * library's functions by default). */
+typedef struct msgpipe__allocator {
+    void *(*malloc)(size_t n);
+    void *(*calloc)(size_t n, size_t size);
+    void *(*realloc)(void *p, size_t n);
+    void (*free)(void *p);
+} msgpipe__allocator;
+
+extern msgpipe__allocator msgpipe__mem;
+
+static inline void *msgpipe__malloc(size_t n)
+{
+    return msgpipe__mem.malloc(n);
+}
+static inline void *msgpipe__calloc(size_t n, size_t size)
+{
+    return msgpipe__mem.calloc(n, size);
+}
+static inline void *msgpipe__realloc(void *p, size_t n)
+{
+    return msgpipe__mem.realloc(p, n);
+}
+static inline void msgpipe__free(void *p)
+{
+    msgpipe__mem.free(p);
+}
 
 /* ---- Neutral helpers (api/core.c, api/names.c, api/frame.c) ----------- */
 
@@ -106,8 +143,12 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out);
  */
 void msgpipe__b_server_shutdown(msgpipe_server *srv);
 
-/* Remove the name and free the server; no accept may be running. */
+/* Remove the name and free the server; no accept may be running.  (The
+ * core frees opts->allow_uids itself.) */
 void msgpipe__b_server_close(msgpipe_server *srv);
+
+/* The options the server was made with (its own copy). */
+const msgpipe__opts *msgpipe__b_server_opts(msgpipe_server *srv);
 
 /* Connect with a deadline (timeout 0: one attempt). */
 int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,

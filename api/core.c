@@ -7,9 +7,14 @@
  */
 #include "backend.h"
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- Memory ------------------------------------------------------------- */
+
+msgpipe__allocator msgpipe__mem = {malloc, calloc, realloc, free};
 
 /* ---- Version and backend ---------------------------------------------- */
 
@@ -106,6 +111,9 @@ void msgpipe_options_init_size(msgpipe_options *opt, size_t opt_size)
     d.access = MSGPIPE_ACCESS_OWNER;
     d.pending = msgpipe__backend.default_pending;
     d.linger_ms = MSGPIPE__DEFAULT_LINGER_MS;
+    d.allow_uids = NULL;
+    d.n_allow_uids = 0;
+    d.require_server_uid = -1;
     /* A program built against an older, smaller struct gets only the
      * fields it knows; one built against a newer, larger struct gets ours
      * and zeroes for the rest. */
@@ -126,6 +134,9 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
     o->access = MSGPIPE_ACCESS_OWNER;
     o->pending = msgpipe__backend.default_pending;
     o->linger_ms = MSGPIPE__DEFAULT_LINGER_MS;
+    o->require_server_uid = -1;
+    o->allow_uids = NULL;
+    o->n_allow_uids = 0;
     if (opt == NULL)
         return MSGPIPE_OK;
     if (opt->struct_size < sizeof(uint32_t) ||
@@ -152,6 +163,22 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
         if (opt->linger_ms < -1)
             return MSGPIPE_EINVAL;
         o->linger_ms = opt->linger_ms;
+    }
+    if (MSGPIPE__HAS(opt, n_allow_uids) && opt->n_allow_uids > 0) {
+        if (opt->allow_uids == NULL)
+            return MSGPIPE_EINVAL;
+        if (!msgpipe__backend.has_uids)
+            return MSGPIPE_ENOTSUP;
+        /* Only pointed to here; msgpipe_listen() makes the copy. */
+        o->allow_uids = (int64_t *)opt->allow_uids;
+        o->n_allow_uids = opt->n_allow_uids;
+    }
+    if (MSGPIPE__HAS(opt, require_server_uid)) {
+        if (opt->require_server_uid < -1)
+            return MSGPIPE_EINVAL;
+        if (opt->require_server_uid >= 0 && !msgpipe__backend.has_uids)
+            return MSGPIPE_ENOTSUP;
+        o->require_server_uid = opt->require_server_uid;
     }
     return MSGPIPE_OK;
 }
@@ -188,16 +215,67 @@ int msgpipe_listen(const char *name, const msgpipe_options *opt,
     rc = msgpipe__name_get(name, &n);
     if (rc != MSGPIPE_OK)
         return rc;
-    return msgpipe__b_listen(&n, &o, out);
+    if (o.n_allow_uids > 0) {
+        const int64_t *src = o.allow_uids;
+        if (o.n_allow_uids > SIZE_MAX / sizeof(int64_t))
+            return MSGPIPE_EINVAL;
+        o.allow_uids =
+            (int64_t *)msgpipe__malloc(o.n_allow_uids * sizeof(int64_t));
+        if (o.allow_uids == NULL)
+            return MSGPIPE_ENOMEM;
+        memcpy(o.allow_uids, src, o.n_allow_uids * sizeof(int64_t));
+    }
+    rc = msgpipe__b_listen(&n, &o, out);
+    if (rc != MSGPIPE_OK)
+        msgpipe__free(o.allow_uids);
+    return rc;
+}
+
+static int msgpipe__uid_allowed(const msgpipe__opts *o, int64_t uid)
+{
+    size_t i;
+
+    for (i = 0; i < o->n_allow_uids; i++)
+        if (o->allow_uids[i] == uid)
+            return 1;
+    return 0;
 }
 
 int msgpipe_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 {
+    const msgpipe__opts *o;
+    msgpipe_peer_info info;
+    int64_t deadline, left;
+    int rc;
+
     if (out != NULL)
         *out = NULL;
     if (srv == NULL || out == NULL || !msgpipe__timeout_ok(timeout_ms))
         return MSGPIPE_EINVAL;
-    return msgpipe__b_accept(srv, timeout_ms, out);
+    o = msgpipe__b_server_opts(srv);
+    if (o->n_allow_uids == 0)
+        return msgpipe__b_accept(srv, timeout_ms, out);
+    /* Only listed users: a client that is not is dropped (it sees the end
+     * of the pipe) and the wait goes on for the time that is left. */
+    deadline = timeout_ms < 0 ? -1 : msgpipe__now_ms() + timeout_ms;
+    for (;;) {
+        left = -1;
+        if (deadline >= 0) {
+            left = deadline - msgpipe__now_ms();
+            if (left < 0)
+                left = 0;
+            if (left > INT_MAX)
+                left = INT_MAX;
+        }
+        rc = msgpipe__b_accept(srv, (int)left, out);
+        if (rc != MSGPIPE_OK)
+            return rc;
+        if (msgpipe__b_peer(*out, &info) == MSGPIPE_OK &&
+            msgpipe__uid_allowed(o, info.uid))
+            return MSGPIPE_OK;
+        msgpipe__b_close(*out);
+        *out = NULL;
+    }
 }
 
 void msgpipe_server_shutdown(msgpipe_server *srv)
@@ -208,8 +286,13 @@ void msgpipe_server_shutdown(msgpipe_server *srv)
 
 void msgpipe_server_close(msgpipe_server *srv)
 {
-    if (srv != NULL)
-        msgpipe__b_server_close(srv);
+    int64_t *uids;
+
+    if (srv == NULL)
+        return;
+    uids = msgpipe__b_server_opts(srv)->allow_uids;
+    msgpipe__b_server_close(srv);
+    msgpipe__free(uids);
 }
 
 int msgpipe_connect(const char *name, const msgpipe_options *opt,
@@ -230,7 +313,19 @@ int msgpipe_connect(const char *name, const msgpipe_options *opt,
     rc = msgpipe__name_get(name, &n);
     if (rc != MSGPIPE_OK)
         return rc;
-    return msgpipe__b_connect(&n, &o, timeout_ms, out);
+    rc = msgpipe__b_connect(&n, &o, timeout_ms, out);
+    if (rc == MSGPIPE_OK && o.require_server_uid >= 0) {
+        /* Before anything is sent: is the server who it must be? */
+        msgpipe_peer_info info;
+        rc = msgpipe__b_peer(*out, &info);
+        if (rc == MSGPIPE_OK && info.uid != o.require_server_uid)
+            rc = MSGPIPE_EACCES;
+        if (rc != MSGPIPE_OK) {
+            msgpipe__b_close(*out);
+            *out = NULL;
+        }
+    }
+    return rc;
 }
 
 int msgpipe_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
@@ -265,7 +360,7 @@ int msgpipe_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
 
 void msgpipe_free(void *msg)
 {
-    free(msg);
+    msgpipe__free(msg);
 }
 
 int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info)

@@ -182,6 +182,22 @@ typedef struct msgpipe_options {
      * Default 5000; -1 forever; 0 do not wait (the peer then sees a
      * truncated message and MSGPIPE_ECLOSED). */
     int linger_ms;
+    /* Server, POSIX only: admit only clients whose effective user id is one
+     * of these n_allow_uids ids, checked with the peer credentials when a
+     * client is accepted - defence in depth behind the file mode.  A client
+     * not listed is disconnected (it sees MSGPIPE_ECLOSED) and
+     * msgpipe_accept() goes on waiting.  The array is copied by
+     * msgpipe_listen().  Default NULL/0: no such check.  Windows:
+     * MSGPIPE_ENOTSUP when set. */
+    const int64_t *allow_uids;
+    size_t n_allow_uids;
+    /* Client, POSIX only: the server must run as this effective user id,
+     * checked with the peer credentials before msgpipe_connect() returns
+     * (MSGPIPE_EACCES otherwise; nothing has been sent).  With the FIFO
+     * transport, connect then waits for the server to accept, and the
+     * server's FIFO must belong to that user.  Default -1: no check.
+     * Windows: MSGPIPE_ENOTSUP when set. */
+    int64_t require_server_uid;
 } msgpipe_options;
 
 /* msgpipe_options_init_size - fill *opt with the defaults; opt_size is the

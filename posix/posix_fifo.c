@@ -78,9 +78,12 @@
 /* Names are limited as for sockets, so that a name valid with one
  * transport is valid with the other. */
 const msgpipe__backend_info msgpipe__backend = {
-    "posix-fifo", MSGPIPE__STYLE_POSIX,
-    sizeof(((struct sockaddr_un *)0)->sun_path) - 1, 0, /* no abstract names */
-    16 /* pending: unused (the request FIFO holds the queue) */
+    "posix-fifo",
+    MSGPIPE__STYLE_POSIX,
+    sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+    0,  /* no abstract names */
+    16, /* pending: unused (the request FIFO holds the queue) */
+    1   /* uids: the owners of the FIFOs */
 };
 
 /* A client's state until the server has accepted it. */
@@ -127,7 +130,7 @@ static ssize_t msgpipe__writev_nosig(int fd, const struct iovec *iov, int cnt)
     sigpending(&pend);
     was_pending = sigismember(&pend, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, &old);
-    rc = writev(fd, iov, cnt);
+    rc = msgpipe__sys.writev(fd, iov, cnt);
     e = errno;
     if (rc < 0 && e == EPIPE && !was_pending) {
         /* Take the SIGPIPE this write raised before unblocking it. */
@@ -302,7 +305,7 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
         rc = MSGPIPE_EADDRINUSE;
         goto fail;
     }
-    s->req = (uint8_t *)malloc(2 * MSGPIPE__REQ_MAX);
+    s->req = (uint8_t *)msgpipe__malloc(2 * MSGPIPE__REQ_MAX);
     if (s->req == NULL) {
         rc = MSGPIPE_ENOMEM;
         msgpipe__server_remove_file(s);
@@ -485,7 +488,8 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
             if (rc != 0)
                 return rc > 0 ? MSGPIPE_OK : rc;
         }
-        n = read(s->fd, s->req + s->req_len, 2 * MSGPIPE__REQ_MAX - s->req_len);
+        n = msgpipe__sys.read(s->fd, s->req + s->req_len,
+                              2 * MSGPIPE__REQ_MAX - s->req_len);
         if (n > 0) {
             s->req_len += (size_t)n;
             continue;
@@ -580,7 +584,7 @@ static void msgpipe__conn_free(msgpipe__fifo_conn *c, int remove)
         close(c->s2c_wr);
     if (remove)
         msgpipe__remove_conn_files(c->c2s, c->s2c, c->dir);
-    free(c);
+    msgpipe__free(c);
 }
 
 /* Make the private directory, the two FIFOs, and open the client's ends:
@@ -595,19 +599,19 @@ static int msgpipe__conn_new(msgpipe__fifo_conn **out, int *rfd, int *wfd)
     if (rc != MSGPIPE_OK)
         return rc;
     msgpipe__sweep(udir);
-    c = (msgpipe__fifo_conn *)calloc(1, sizeof(*c));
+    c = (msgpipe__fifo_conn *)msgpipe__calloc(1, sizeof(*c));
     if (c == NULL)
         return MSGPIPE_ENOMEM;
     c->c2s_rd = c->s2c_wr = -1;
     *rfd = *wfd = -1;
     n = snprintf(c->dir, sizeof(c->dir), "%s/%ld-XXXXXX", udir, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof(c->dir) - 24) {
-        free(c);
+        msgpipe__free(c);
         return MSGPIPE_ENAMETOOLONG;
     }
     if (mkdtemp(c->dir) == NULL) {
         rc = msgpipe__from_errno(errno);
-        free(c);
+        msgpipe__free(c);
         return rc;
     }
     msgpipe__random_hex(rnd);
@@ -642,6 +646,7 @@ fail:
 /* Write the request into the server's FIFO: OK, or a retryable ENOENT (no
  * server) / EBUSY (its FIFO is full), or a final error. */
 static int msgpipe__send_request(const msgpipe__name *name,
+                                 const msgpipe__opts *o,
                                  const msgpipe__fifo_conn *c)
 {
     uint8_t rec[MSGPIPE__REQ_MAX];
@@ -664,6 +669,13 @@ static int msgpipe__send_request(const msgpipe__name *name,
     if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
         close(fd);
         return MSGPIPE_ENOENT;
+    }
+    if (o->require_server_uid >= 0 &&
+        (int64_t)st.st_uid != o->require_server_uid) {
+        /* Not even the request goes to a server of the wrong user. */
+        close(fd);
+        msgpipe__set_os_error(EPERM);
+        return MSGPIPE_EACCES;
     }
     memcpy(rec, "MPF1", 4);
     rec[4] = (uint8_t)(len >> 8);
@@ -705,7 +717,7 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
             if (rc != MSGPIPE_OK)
                 return rc;
         }
-        rc = c != NULL ? msgpipe__send_request(name, c) : MSGPIPE_ENOENT;
+        rc = c != NULL ? msgpipe__send_request(name, o, c) : MSGPIPE_ENOENT;
         if (rc == MSGPIPE_OK)
             break;
         if ((rc != MSGPIPE_ENOENT && rc != MSGPIPE_EBUSY) || timeout_ms == 0)
@@ -750,7 +762,8 @@ int msgpipe__t_finish(msgpipe *p, int64_t deadline)
 
     while (c->ack_len < MSGPIPE__ACK_LEN) {
         /* Exactly the acceptance record: what follows it is messages. */
-        n = read(p->fd, c->ack + c->ack_len, MSGPIPE__ACK_LEN - c->ack_len);
+        n = msgpipe__sys.read(p->fd, c->ack + c->ack_len,
+                              MSGPIPE__ACK_LEN - c->ack_len);
         if (n > 0) {
             c->ack_len += (size_t)n;
             continue;

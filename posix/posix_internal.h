@@ -16,6 +16,8 @@
 
 #include <pthread.h>
 #include <sys/types.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -114,6 +116,26 @@ int msgpipe__t_server_ready(msgpipe_server *s);
 /* Write iov[0..cnt) once to a pipe's write descriptor, never raising
  * SIGPIPE.  Returns bytes written or -1 with errno (as writev). */
 ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt);
+
+/* ---- System calls -------------------------------------------------------
+
+ * The backend makes the calls that move data and wait through this table,
+ * as SQLite's VFS does, so that tests can make them fail, return EINTR or
+ * EAGAIN, or move one byte at a time (tests/test_faults.c).  Programs never
+ * touch it; by default it holds the system's functions. */
+typedef struct msgpipe__syscalls {
+    ssize_t (*read)(int fd, void *buf, size_t n);
+    ssize_t (*writev)(int fd, const struct iovec *iov, int cnt);
+    ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    /* accept a connection: a non-blocking, close-on-exec descriptor */
+    int (*accept)(int lfd);
+    int (*poll)(struct pollfd *fds, nfds_t n, int timeout);
+} msgpipe__syscalls;
+
+extern msgpipe__syscalls msgpipe__sys;
+
+/* The default msgpipe__sys.accept. */
+int msgpipe__accept_cloexec(int lfd);
 
 /* Deadlines are absolute msgpipe__now_ms() values; -1 means none. */
 int64_t msgpipe__deadline(int timeout_ms);

@@ -107,7 +107,7 @@ int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms)
     if (n > MSGPIPE__POLL_STACK) {
         if (n > (size_t)-1 / (2 * sizeof(*pf)))
             return MSGPIPE_EINVAL;
-        pf = (struct pollfd *)malloc(2 * n * sizeof(*pf));
+        pf = (struct pollfd *)msgpipe__malloc(2 * n * sizeof(*pf));
         if (pf == NULL)
             return MSGPIPE_ENOMEM;
     }
@@ -115,7 +115,7 @@ int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms)
         msgpipe__poll_fill(items, n, pf, &ready);
         /* Something is ready already: only look at the rest, no wait. */
         wait = ready > 0 ? 0 : msgpipe__remaining(deadline);
-        rc = poll(pf, (nfds_t)(2 * n), wait);
+        rc = msgpipe__sys.poll(pf, (nfds_t)(2 * n), wait);
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -136,6 +136,6 @@ int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms)
          * is still going out: wait again for the time left. */
     }
     if (pf != stack)
-        free(pf);
+        msgpipe__free(pf);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,10 +29,30 @@ int msgpipe__fd_setup(int fd)
     return 0;
 }
 
+int msgpipe__accept_cloexec(int lfd)
+{
+    int fd;
+
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) ||       \
+    defined(__OpenBSD__) || defined(__DragonFly__)
+    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0 || errno != ENOSYS)
+        return fd;
+#endif
+    fd = accept(lfd, NULL, NULL);
+    if (fd >= 0 && msgpipe__fd_setup(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int msgpipe__server_new(const msgpipe__name *name, const msgpipe__opts *o,
                         msgpipe_server **out)
 {
-    msgpipe_server *s = (msgpipe_server *)calloc(1, sizeof(*s));
+    msgpipe_server *s = (msgpipe_server *)msgpipe__calloc(1, sizeof(*s));
     int rc;
 
     if (s == NULL)
@@ -61,8 +82,8 @@ void msgpipe__server_free(msgpipe_server *s)
         close(s->wake[0]);
     if (s->wake[1] >= 0)
         close(s->wake[1]);
-    free(s->req);
-    free(s);
+    msgpipe__free(s->req);
+    msgpipe__free(s);
 }
 
 int msgpipe__server_wait(msgpipe_server *s, int64_t deadline)
@@ -76,7 +97,7 @@ int msgpipe__server_wait(msgpipe_server *s, int64_t deadline)
         pf[1].fd = s->fd;
         pf[1].events = POLLIN;
         pf[0].revents = pf[1].revents = 0;
-        rc = poll(pf, 2, msgpipe__remaining(deadline));
+        rc = msgpipe__sys.poll(pf, 2, msgpipe__remaining(deadline));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -138,4 +159,9 @@ int msgpipe__b_server_native_handle(msgpipe_server *s, msgpipe_native *out)
 {
     *out = s->fd;
     return MSGPIPE_OK;
+}
+
+const msgpipe__opts *msgpipe__b_server_opts(msgpipe_server *s)
+{
+    return &s->opts;
 }

@@ -49,7 +49,8 @@ const msgpipe__backend_info msgpipe__backend = {
 #else
     0,
 #endif
-    16 /* default listen backlog */
+    16, /* default listen backlog */
+    1   /* uids: SO_PEERCRED / getpeereid */
 };
 
 /* A new AF_UNIX stream socket, non-blocking and close-on-exec. */
@@ -235,26 +236,6 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     return MSGPIPE_OK;
 }
 
-static int msgpipe__accept_fd(int lfd)
-{
-    int fd;
-
-#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) ||       \
-    defined(__OpenBSD__) || defined(__DragonFly__)
-    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd >= 0 || errno != ENOSYS)
-        return fd;
-#endif
-    fd = accept(lfd, NULL, NULL);
-    if (fd >= 0 && msgpipe__fd_setup(fd) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
 int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
@@ -264,7 +245,7 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
         rc = msgpipe__server_wait(s, deadline);
         if (rc != MSGPIPE_OK)
             return rc;
-        fd = msgpipe__accept_fd(s->fd);
+        fd = msgpipe__sys.accept(s->fd);
         if (fd >= 0) {
             msgpipe__nosigpipe(fd);
             return msgpipe__pipe_new(fd, &s->opts, out);
@@ -399,5 +380,5 @@ ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt)
     memset(&mh, 0, sizeof(mh));
     mh.msg_iov = (struct iovec *)iov;
     mh.msg_iovlen = cnt;
-    return sendmsg(p->wfd, &mh, MSGPIPE__SEND_FLAGS);
+    return msgpipe__sys.sendmsg(p->wfd, &mh, MSGPIPE__SEND_FLAGS);
 }

@@ -35,6 +35,11 @@
 /* Buffers kept between messages are released when larger than this. */
 #define MSGPIPE__HOLD_KEEP 65536
 
+/* ---- System calls ------------------------------------------------------- */
+
+msgpipe__syscalls msgpipe__sys = {read, writev, sendmsg,
+                                  msgpipe__accept_cloexec, poll};
+
 /* ---- Time and waiting -------------------------------------------------- */
 
 int64_t msgpipe__now_ms(void)
@@ -73,7 +78,7 @@ int msgpipe__wait_fd(int fd, short events, int64_t deadline)
         pfd.fd = fd;
         pfd.events = events;
         pfd.revents = 0;
-        rc = poll(&pfd, 1, msgpipe__remaining(deadline));
+        rc = msgpipe__sys.poll(&pfd, 1, msgpipe__remaining(deadline));
         if (rc > 0)
             return 1; /* ready, or POLLHUP/POLLERR: the I/O call will tell */
         if (rc == 0)
@@ -126,14 +131,14 @@ int msgpipe__from_errno(int err)
 
 int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
 {
-    msgpipe *p = (msgpipe *)calloc(1, sizeof(*p));
+    msgpipe *p = (msgpipe *)msgpipe__calloc(1, sizeof(*p));
 
     if (p == NULL) {
         close(fd);
         return MSGPIPE_ENOMEM;
     }
     if (pthread_mutex_init(&p->tx_lock, NULL) != 0) {
-        free(p);
+        msgpipe__free(p);
         close(fd);
         return MSGPIPE_ENOMEM;
     }
@@ -220,7 +225,7 @@ static int msgpipe__flush_tx(msgpipe *p, int64_t deadline)
     rc = msgpipe__write_all(p, &v, 1, p->tx_len, &done, deadline);
     p->tx_off = done;
     if (rc == MSGPIPE_OK) {
-        free(p->tx);
+        msgpipe__free(p->tx);
         p->tx = NULL;
         p->tx_len = p->tx_off = 0;
     }
@@ -277,7 +282,7 @@ static int msgpipe__send_locked(msgpipe *p, const void *msg, size_t len,
         /* Part of this message is in the stream already: commit it, and
          * keep the rest to be written before anything else. */
         rest = total - done;
-        p->tx = (uint8_t *)malloc(rest);
+        p->tx = (uint8_t *)msgpipe__malloc(rest);
         if (p->tx == NULL) {
             /* The stream now holds half a message that can never be
              * finished: the pipe cannot be used for sending any more. */
@@ -322,7 +327,7 @@ static int msgpipe__push_tail(msgpipe *p)
             return 1;
         p->tx_off += n;
         if (p->tx_off == p->tx_len) {
-            free(p->tx);
+            msgpipe__free(p->tx);
             p->tx = NULL;
             p->tx_len = p->tx_off = 0;
         }
@@ -368,7 +373,7 @@ static int msgpipe__wait_rx(msgpipe *p, int64_t deadline)
             pf[1].revents = 0;
             n = 2;
         }
-        rc = poll(pf, (nfds_t)n, msgpipe__remaining(deadline));
+        rc = msgpipe__sys.poll(pf, (nfds_t)n, msgpipe__remaining(deadline));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -391,7 +396,7 @@ static int msgpipe__read_some(msgpipe *p, void *dst, size_t cap, size_t *n,
     int w;
 
     for (;;) {
-        rc = read(p->fd, dst, cap);
+        rc = msgpipe__sys.read(p->fd, dst, cap);
         if (rc > 0) {
             *n = (size_t)rc;
             return MSGPIPE_OK;
@@ -466,7 +471,7 @@ static int msgpipe__next_header(msgpipe *p, int64_t deadline,
     if (p->have_len)
         return MSGPIPE_OK;
     if (p->rbuf == NULL) {
-        p->rbuf = (uint8_t *)malloc(MSGPIPE__RBUF_SIZE);
+        p->rbuf = (uint8_t *)msgpipe__malloc(MSGPIPE__RBUF_SIZE);
         if (p->rbuf == NULL)
             return MSGPIPE_ENOMEM;
     }
@@ -525,7 +530,7 @@ static int msgpipe__hold_reserve(msgpipe *p, size_t need, size_t limit)
         cap = limit;
     if (cap < need)
         cap = need;
-    nb = (uint8_t *)realloc(p->hold, cap);
+    nb = (uint8_t *)msgpipe__realloc(p->hold, cap);
     if (nb == NULL)
         return MSGPIPE_ENOMEM;
     p->hold = nb;
@@ -537,7 +542,7 @@ static void msgpipe__hold_release(msgpipe *p)
 {
     p->hold_len = 0;
     if (p->hold_cap > MSGPIPE__HOLD_KEEP) {
-        free(p->hold);
+        msgpipe__free(p->hold);
         p->hold = NULL;
         p->hold_cap = 0;
     }
@@ -805,8 +810,8 @@ void msgpipe__b_close(msgpipe *p)
         close(p->wfd);
     if (p->fd >= 0)
         close(p->fd);
-    free(p->tx);
-    free(p->hold);
-    free(p->rbuf);
-    free(p);
+    msgpipe__free(p->tx);
+    msgpipe__free(p->hold);
+    msgpipe__free(p->rbuf);
+    msgpipe__free(p);
 }

@@ -34,7 +34,8 @@ const msgpipe__backend_info msgpipe__backend = {
     MSGPIPE__STYLE_WIN32, /* style */
     256,                  /* path_max */
     0,                    /* abstract_names */
-    4                     /* default_pending */
+    4,                    /* default_pending */
+    0 /* has_uids: Windows identifies users by SID, not uid */
 };
 
 /* Size hint for each direction's buffer of a pipe instance.  A message
@@ -207,13 +208,13 @@ static int msgpipe__w_wide(const msgpipe__name *name, WCHAR **out)
         msgpipe__set_os_error((int)GetLastError());
         return MSGPIPE_EBADNAME;
     }
-    w = (WCHAR *)malloc((size_t)n * sizeof(WCHAR));
+    w = (WCHAR *)msgpipe__malloc((size_t)n * sizeof(WCHAR));
     if (w == NULL)
         return MSGPIPE_ENOMEM;
     if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name->sys, -1, w,
                             n) != n) {
         msgpipe__set_os_error((int)GetLastError());
-        free(w);
+        msgpipe__free(w);
         return MSGPIPE_EBADNAME;
     }
     *out = w;
@@ -303,7 +304,7 @@ static int msgpipe__w_io_rc(int r, DWORD err)
 static int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
                                msgpipe **out)
 {
-    msgpipe *p = (msgpipe *)calloc(1, sizeof(*p));
+    msgpipe *p = (msgpipe *)msgpipe__calloc(1, sizeof(*p));
 
     if (p == NULL)
         return MSGPIPE_ENOMEM;
@@ -322,7 +323,7 @@ static int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
             CloseHandle(p->wr_ev);
         if (p->ready_ev != NULL)
             CloseHandle(p->ready_ev);
-        free(p);
+        msgpipe__free(p);
         return rc;
     }
     *out = p;
@@ -354,8 +355,8 @@ void msgpipe__b_close(msgpipe *p)
     CloseHandle(p->rd_ev);
     CloseHandle(p->wr_ev);
     CloseHandle(p->ready_ev);
-    free(p->stash);
-    free(p);
+    msgpipe__free(p->stash);
+    msgpipe__free(p);
 }
 
 int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
@@ -698,12 +699,12 @@ static int msgpipe__w_stash_keep(msgpipe *p, unsigned char *buf, size_t len,
     unsigned char *s = buf;
 
     if (!own) {
-        s = (unsigned char *)malloc(len ? len : 1);
+        s = (unsigned char *)msgpipe__malloc(len ? len : 1);
         if (s == NULL)
             return MSGPIPE_ENOMEM;
         memcpy(s, buf, len);
     }
-    free(p->stash);
+    msgpipe__free(p->stash);
     p->stash = s;
     p->stash_len = len;
     p->stash_whole = 0;
@@ -712,7 +713,7 @@ static int msgpipe__w_stash_keep(msgpipe *p, unsigned char *buf, size_t len,
 
 static void msgpipe__w_stash_drop(msgpipe *p)
 {
-    free(p->stash);
+    msgpipe__free(p->stash);
     p->stash = NULL;
     p->stash_len = 0;
     p->stash_whole = 0;
@@ -766,7 +767,7 @@ static void msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
     msgpipe__w_stash_drop(p);
     if (whole)
         return;
-    buf = (unsigned char *)malloc(MSGPIPE__W_DRAIN_CHUNK);
+    buf = (unsigned char *)msgpipe__malloc(MSGPIPE__W_DRAIN_CHUNK);
     cap = MSGPIPE__W_DRAIN_CHUNK;
     if (buf == NULL) {
         buf = small;
@@ -783,7 +784,7 @@ static void msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
                       will meet again */
     }
     if (buf != small)
-        free(buf);
+        msgpipe__free(buf);
 }
 
 int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
@@ -853,7 +854,7 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
         }
         if (size >= (uint64_t)SIZE_MAX)
             return MSGPIPE_ENOMEM;
-        m = (unsigned char *)malloc((size_t)size + 1);
+        m = (unsigned char *)msgpipe__malloc((size_t)size + 1);
         if (m == NULL) {
             /* Nothing consumed: it stays queued.  An empty message was
              * consumed by the zero-byte read; put it back. */
@@ -879,7 +880,7 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
             return MSGPIPE_OK;
         }
         if (r != MSGPIPE__W_IO_MORE) {
-            free(m);
+            msgpipe__free(m);
             return msgpipe__w_io_rc(r, err);
         }
         /* The message grew under us: m becomes the stash. */
@@ -1069,7 +1070,7 @@ static void msgpipe__w_server_free(msgpipe_server *srv)
     if (srv->inst != NULL) {
         for (i = 0; i < srv->n; i++)
             msgpipe__w_slot_close(&srv->inst[i]);
-        free(srv->inst);
+        msgpipe__free(srv->inst);
     }
     if (srv->conn_ev != NULL)
         CloseHandle(srv->conn_ev);
@@ -1077,8 +1078,8 @@ static void msgpipe__w_server_free(msgpipe_server *srv)
         CloseHandle(srv->stop_ev);
     if (srv->sd != NULL)
         LocalFree(srv->sd);
-    free(srv->wname);
-    free(srv);
+    msgpipe__free(srv->wname);
+    msgpipe__free(srv);
 }
 
 int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
@@ -1087,7 +1088,7 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     msgpipe_server *srv;
     int i, rc;
 
-    srv = (msgpipe_server *)calloc(1, sizeof(*srv));
+    srv = (msgpipe_server *)msgpipe__calloc(1, sizeof(*srv));
     if (srv == NULL)
         return MSGPIPE_ENOMEM;
     srv->opts = *o;
@@ -1099,8 +1100,8 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     rc = msgpipe__w_sd_create(o->access, &srv->sd);
     if (rc != MSGPIPE_OK)
         goto fail;
-    srv->inst =
-        (struct msgpipe__w_inst *)calloc((size_t)srv->n, sizeof(*srv->inst));
+    srv->inst = (struct msgpipe__w_inst *)msgpipe__calloc((size_t)srv->n,
+                                                          sizeof(*srv->inst));
     if (srv->inst == NULL) {
         rc = MSGPIPE_ENOMEM;
         goto fail;
@@ -1282,16 +1283,16 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
             break;
         e = GetLastError();
         if (e != ERROR_PIPE_BUSY && e != ERROR_FILE_NOT_FOUND) {
-            free(wname);
+            msgpipe__free(wname);
             return msgpipe__w_error(e); /* e.g. ACCESS_DENIED: EACCES */
         }
         if (timeout_ms == 0) {
-            free(wname);
+            msgpipe__free(wname);
             return msgpipe__w_error(e); /* EBUSY or ENOENT */
         }
         left = msgpipe__w_left(deadline);
         if (left == 0) {
-            free(wname);
+            msgpipe__free(wname);
             msgpipe__set_os_error((int)e);
             return MSGPIPE_ETIMEDOUT;
         }
@@ -1308,7 +1309,7 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
                 nap *= 2;
         }
     }
-    free(wname);
+    msgpipe__free(wname);
 
     if (!SetNamedPipeHandleState(h, &mode, NULL, NULL)) {
         rc = msgpipe__w_error(GetLastError());
@@ -1453,4 +1454,9 @@ int msgpipe__b_server_native_handle(msgpipe_server *srv, msgpipe_native *out)
     msgpipe__w_srv_scan(srv); /* settle conn_ev */
     *out = (msgpipe_native)srv->conn_ev;
     return MSGPIPE_OK;
+}
+
+const msgpipe__opts *msgpipe__b_server_opts(msgpipe_server *srv)
+{
+    return &srv->opts;
 }

@@ -90,8 +90,8 @@ static int msgpipe__w_wait_many(const HANDLE *hs, size_t nh, DWORD ms)
     }
 
     ng = (nh - MSGPIPE__W_GROUP + MSGPIPE__W_GROUP - 1) / MSGPIPE__W_GROUP;
-    helpers = (struct msgpipe__w_helper *)calloc(ng, sizeof(*helpers));
-    threads = (HANDLE *)calloc(ng, sizeof(*threads));
+    helpers = (struct msgpipe__w_helper *)msgpipe__calloc(ng, sizeof(*helpers));
+    threads = (HANDLE *)msgpipe__calloc(ng, sizeof(*threads));
     if (helpers == NULL || threads == NULL) {
         rc = MSGPIPE_ENOMEM;
         goto out;
@@ -146,8 +146,8 @@ out:
         CloseHandle(wake);
     if (cancel != NULL)
         CloseHandle(cancel);
-    free(helpers);
-    free(threads);
+    msgpipe__free(helpers);
+    msgpipe__free(threads);
     return rc;
 }
 
@@ -233,7 +233,7 @@ int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms)
     if (n > MAXIMUM_WAIT_OBJECTS / 2) {
         if (n > ((size_t)-1) / (2 * sizeof(HANDLE)))
             return MSGPIPE_ENOMEM;
-        hs = (HANDLE *)malloc(2 * n * sizeof(HANDLE));
+        hs = (HANDLE *)msgpipe__malloc(2 * n * sizeof(HANDLE));
         if (hs == NULL)
             return MSGPIPE_ENOMEM;
     }
@@ -262,6 +262,6 @@ int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms)
             break;
     }
     if (hs != small)
-        free(hs);
+        msgpipe__free(hs);
     return rc;
 }

@@ -31,7 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A TOKEN_USER or TOKEN_PRIMARY_GROUP of the process token, from malloc(). */
+/* A TOKEN_USER or TOKEN_PRIMARY_GROUP of the process token, from
+ * msgpipe__malloc(). */
 static int msgpipe__w_token_info(TOKEN_INFORMATION_CLASS cls, void **out)
 {
     HANDLE tok = NULL;
@@ -49,14 +50,14 @@ static int msgpipe__w_token_info(TOKEN_INFORMATION_CLASS cls, void **out)
         rc = msgpipe__w_error(GetLastError());
         goto done;
     }
-    buf = malloc(need ? need : 1);
+    buf = msgpipe__malloc(need ? need : 1);
     if (buf == NULL) {
         rc = MSGPIPE_ENOMEM;
         goto done;
     }
     if (!GetTokenInformation(tok, cls, buf, need, &need)) {
         rc = msgpipe__w_error(GetLastError());
-        free(buf);
+        msgpipe__free(buf);
         goto done;
     }
     *out = buf;
@@ -142,7 +143,7 @@ done:
         LocalFree(user_s);
     if (group_s != NULL)
         LocalFree(group_s);
-    free(user);
-    free(group);
+    msgpipe__free(user);
+    msgpipe__free(group);
     return rc;
 }

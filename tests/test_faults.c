@@ -1,0 +1,609 @@
+/*
+ * test_faults.c - fault injection: what the system calls and the allocator
+ * may do, done on purpose.
+ *
+ * The POSIX backend reaches read/writev/sendmsg/accept/poll through the
+ * table msgpipe__sys, and every backend allocates through msgpipe__mem
+ * (as SQLite's VFS does): these tests replace entries to make calls return
+ * EINTR or EAGAIN, move one byte at a time, fail, or run out of memory.
+ * Each checks that no message is lost, duplicated, reordered or
+ * corrupted; the sanitizer and valgrind runs check that nothing leaks.
+ *
+ * The hooks count with thread-local variables: only the thread that armed
+ * a fault sees it, so a peer thread in the same process is not disturbed.
+ */
+#include "support.h"
+
+#include "backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef _WIN32
+#include "posix_internal.h"
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TLS __thread
+#else
+#define TLS
+#endif
+
+/* ---- The allocator ------------------------------------------------------- */
+
+static msgpipe__allocator real_mem;
+static TLS long fail_alloc_at; /* fail the Nth allocation from now (1 = next) */
+static TLS long allocs;        /* allocations seen in this thread */
+
+static int alloc_should_fail(void)
+{
+    allocs++;
+    if (fail_alloc_at > 0 && --fail_alloc_at == 0)
+        return 1;
+    return 0;
+}
+
+static void *t_malloc(size_t n)
+{
+    return alloc_should_fail() ? NULL : real_mem.malloc(n);
+}
+
+static void *t_calloc(size_t n, size_t size)
+{
+    return alloc_should_fail() ? NULL : real_mem.calloc(n, size);
+}
+
+static void *t_realloc(void *p, size_t n)
+{
+    return alloc_should_fail() ? NULL : real_mem.realloc(p, n);
+}
+
+static int setup_mem(void **state)
+{
+    (void)state;
+    real_mem = msgpipe__mem;
+    msgpipe__mem.malloc = t_malloc;
+    msgpipe__mem.calloc = t_calloc;
+    msgpipe__mem.realloc = t_realloc;
+    fail_alloc_at = 0;
+    return 0;
+}
+
+static int teardown_mem(void **state)
+{
+    (void)state;
+    msgpipe__mem = real_mem;
+    fail_alloc_at = 0;
+    return 0;
+}
+
+/* A message larger than the receive buffer, so that msgpipe_recv_alloc
+ * grows its buffer while it arrives; small enough to fit in any pipe's
+ * system buffer (64 KiB for a FIFO), so that one thread can send it
+ * whole before receiving it. */
+enum { BIGMSG = 60000 };
+
+static void test_recv_alloc_out_of_memory_keeps_the_message(void **state)
+{
+    sup_pair pr;
+    unsigned char *m = (unsigned char *)malloc(BIGMSG);
+    void *got = NULL;
+    size_t len = 0;
+    int k, rc;
+    (void)state;
+
+    assert_non_null(m);
+    sup_fill(m, BIGMSG, 5);
+    sup_pair_open(&pr, "flt", NULL, NULL);
+    assert_rc(msgpipe_send(pr.c, "first", 5, SUP_T), MSGPIPE_OK);
+    /* Fail each allocation the receive makes in turn: every time the
+     * message stays queued, and a plain retry gets it. */
+    for (k = 1; k < 50; k++) {
+        assert_rc(msgpipe_send(pr.c, m, BIGMSG, SUP_T), MSGPIPE_OK);
+        if (k == 1) {
+            fail_alloc_at = 1;
+            rc = msgpipe_recv_alloc(pr.s, &got, &len, SUP_T);
+            fail_alloc_at = 0;
+            if (rc == MSGPIPE_ENOMEM) {
+                assert_null(got);
+                assert_rc(msgpipe_recv_alloc(pr.s, &got, &len, SUP_T),
+                          MSGPIPE_OK);
+            } else {
+                assert_rc(rc, MSGPIPE_OK);
+            }
+            assert_int_equal(len, 5);
+            assert_memory_equal(got, "first", 5);
+            msgpipe_free(got);
+        }
+        fail_alloc_at = k;
+        rc = msgpipe_recv_alloc(pr.s, &got, &len, SUP_T);
+        fail_alloc_at = 0;
+        if (rc == MSGPIPE_OK) {
+            /* Fewer than k allocations were needed: all paths tried. */
+            assert_int_equal(len, BIGMSG);
+            assert_pattern(got, BIGMSG, 5);
+            msgpipe_free(got);
+            break;
+        }
+        assert_rc(rc, MSGPIPE_ENOMEM);
+        assert_null(got);
+        assert_rc(msgpipe_recv_alloc(pr.s, &got, &len, SUP_T), MSGPIPE_OK);
+        assert_int_equal(len, BIGMSG);
+        assert_pattern(got, BIGMSG, 5);
+        msgpipe_free(got);
+    }
+    assert_true(k > 1 && k < 50);
+    sup_pair_close(&pr);
+    free(m);
+}
+
+/* Every allocation that listen, connect, accept, send and receive make
+ * fails in turn; each call reports MSGPIPE_ENOMEM (or succeeds, if it did
+ * not need that allocation) and nothing leaks (the sanitizer runs check). */
+static void test_out_of_memory_anywhere_is_enomem_and_leaks_nothing(void **st)
+{
+    int k, done = 0;
+    (void)st;
+
+    for (k = 1; k < 200 && !done; k++) {
+        msgpipe_server *srv = NULL;
+        msgpipe *c = NULL, *a = NULL;
+        char name[96], buf[16];
+        size_t len = 0;
+        int rc;
+
+        sup_name(name, sizeof(name), "flt");
+        allocs = 0;
+        fail_alloc_at = k;
+        rc = msgpipe_listen(name, NULL, &srv);
+        if (rc == MSGPIPE_OK)
+            rc = msgpipe_connect(name, NULL, SUP_T, &c);
+        if (rc == MSGPIPE_OK)
+            rc = msgpipe_accept(srv, SUP_T, &a);
+        if (rc == MSGPIPE_OK)
+            rc = msgpipe_send(c, "abc", 3, SUP_T);
+        if (rc == MSGPIPE_OK)
+            rc = msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T);
+        done = fail_alloc_at > 0; /* the fault was never reached */
+        fail_alloc_at = 0;
+        if (!done && rc != MSGPIPE_ENOMEM) {
+            /* The failed allocation was one a call could do without (a
+             * buffer it retries later); the sequence must then work. */
+            assert_rc(rc, MSGPIPE_OK);
+        }
+        if (rc == MSGPIPE_OK) {
+            assert_int_equal(len, 3);
+            assert_memory_equal(buf, "abc", 3);
+        }
+        msgpipe_close(a);
+        msgpipe_close(c);
+        msgpipe_server_close(srv);
+    }
+    print_message("%d allocation points tried\n", k - 2);
+    assert_true(done);
+}
+
+#ifndef _WIN32
+
+/* ---- System calls (POSIX) -------------------------------------------- */
+
+static msgpipe__syscalls real_sys;
+
+/* What the hooks do, per thread: a pattern applied to successive calls. */
+enum mode { PASS, EINTR_EVERY_OTHER, EAGAIN_EVERY_OTHER, ONE_BYTE, FAIL };
+static TLS enum mode read_mode, write_mode;
+static TLS long read_calls, write_calls;
+static TLS int fail_errno;
+
+static ssize_t t_read(int fd, void *buf, size_t n)
+{
+    read_calls++;
+    switch (read_mode) {
+    case EINTR_EVERY_OTHER:
+        if (read_calls % 2) {
+            errno = EINTR;
+            return -1;
+        }
+        break;
+    case EAGAIN_EVERY_OTHER:
+        if (read_calls % 2) {
+            errno = EAGAIN;
+            return -1;
+        }
+        break;
+    case ONE_BYTE:
+        if (n > 1)
+            n = 1;
+        break;
+    case FAIL:
+        errno = fail_errno;
+        return -1;
+    case PASS:
+        break;
+    }
+    return real_sys.read(fd, buf, n);
+}
+
+/* Decide for a write: -1 (errno set) to fail it, else how many bytes it
+ * may move at most (0: no limit). */
+static long write_plan(void)
+{
+    write_calls++;
+    switch (write_mode) {
+    case EINTR_EVERY_OTHER:
+        if (write_calls % 2) {
+            errno = EINTR;
+            return -1;
+        }
+        return 0;
+    case EAGAIN_EVERY_OTHER:
+        if (write_calls % 2) {
+            errno = EAGAIN;
+            return -1;
+        }
+        return 0;
+    case ONE_BYTE:
+        return 1;
+    case FAIL:
+        errno = fail_errno;
+        return -1;
+    case PASS:
+        break;
+    }
+    return 0;
+}
+
+/* The first byte of iov, as a one-element vector. */
+static int first_byte(const struct iovec *iov, int cnt, struct iovec *one)
+{
+    int i;
+    for (i = 0; i < cnt; i++) {
+        if (iov[i].iov_len > 0) {
+            one->iov_base = iov[i].iov_base;
+            one->iov_len = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static ssize_t t_writev(int fd, const struct iovec *iov, int cnt)
+{
+    struct iovec one;
+    long plan = write_plan();
+    if (plan < 0)
+        return -1;
+    if (plan == 1 && first_byte(iov, cnt, &one))
+        return real_sys.writev(fd, &one, 1);
+    return real_sys.writev(fd, iov, cnt);
+}
+
+static ssize_t t_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    struct iovec one;
+    struct msghdr m;
+    long plan = write_plan();
+    if (plan < 0)
+        return -1;
+    if (plan == 1 && first_byte(msg->msg_iov, (int)msg->msg_iovlen, &one)) {
+        m = *msg;
+        m.msg_iov = &one;
+        m.msg_iovlen = 1;
+        return real_sys.sendmsg(fd, &m, flags);
+    }
+    return real_sys.sendmsg(fd, msg, flags);
+}
+
+static TLS int accept_failures; /* fail this many accepts with EMFILE */
+
+static int t_accept(int lfd)
+{
+    if (accept_failures > 0) {
+        accept_failures--;
+        errno = EMFILE;
+        return -1;
+    }
+    return real_sys.accept(lfd);
+}
+
+static TLS int poll_eintr; /* make every other poll return EINTR */
+static TLS long poll_calls;
+
+static int t_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    if (poll_eintr && (++poll_calls % 2)) {
+        errno = EINTR;
+        return -1;
+    }
+    return real_sys.poll(fds, n, timeout);
+}
+
+static int setup_sys(void **state)
+{
+    (void)state;
+    real_sys = msgpipe__sys;
+    msgpipe__sys.read = t_read;
+    msgpipe__sys.writev = t_writev;
+    msgpipe__sys.sendmsg = t_sendmsg;
+    msgpipe__sys.accept = t_accept;
+    msgpipe__sys.poll = t_poll;
+    read_mode = write_mode = PASS;
+    return 0;
+}
+
+static int teardown_sys(void **state)
+{
+    (void)state;
+    msgpipe__sys = real_sys;
+    return 0;
+}
+
+/* A sender thread with its own fault mode: N messages of varied sizes,
+ * each a pattern seeded by its index. */
+enum { NMSG = 120 };
+
+static size_t msg_size(int i)
+{
+    static const size_t sizes[] = {0,    1,     3,     4,     5,     100,
+                                   4095, 16383, 16384, 16385, 70000, 250000};
+    return sizes[i % (int)(sizeof(sizes) / sizeof(sizes[0]))];
+}
+
+typedef struct {
+    msgpipe *p;
+    enum mode mode;
+    int rc;
+} sender;
+
+static void *sender_main(void *arg)
+{
+    sender *sd = (sender *)arg;
+    unsigned char *m = (unsigned char *)malloc(250000);
+    int i;
+
+    write_mode = sd->mode;
+    sd->rc = MSGPIPE_OK;
+    for (i = 0; i < NMSG && sd->rc == MSGPIPE_OK; i++) {
+        sup_fill(m, msg_size(i), (uint32_t)i);
+        sd->rc = msgpipe_send(sd->p, m, msg_size(i), SUP_T_LONG);
+    }
+    write_mode = PASS;
+    free(m);
+    return NULL;
+}
+
+/* Send NMSG messages with the sender's fault mode while this thread
+ * receives them with the receiver's; every one must arrive whole, once,
+ * in order. */
+static void exchange(enum mode smode, enum mode rmode, int use_alloc)
+{
+    sup_pair pr;
+    sender sd;
+    sup_thread *t;
+    unsigned char *buf = (unsigned char *)malloc(250000);
+    int i;
+
+    sup_pair_open(&pr, "flt", NULL, NULL);
+    sd.p = pr.c;
+    sd.mode = smode;
+    t = sup_thread_start(sender_main, &sd);
+    read_mode = rmode;
+    read_calls = 0;
+    for (i = 0; i < NMSG; i++) {
+        size_t len = 0;
+        if (use_alloc) {
+            void *m = NULL;
+            assert_rc(msgpipe_recv_alloc(pr.s, &m, &len, SUP_T_LONG),
+                      MSGPIPE_OK);
+            assert_int_equal(len, msg_size(i));
+            assert_pattern(m, len, (uint32_t)i);
+            msgpipe_free(m);
+        } else {
+            assert_rc(msgpipe_recv(pr.s, buf, 250000, &len, SUP_T_LONG),
+                      MSGPIPE_OK);
+            assert_int_equal(len, msg_size(i));
+            assert_pattern(buf, len, (uint32_t)i);
+        }
+    }
+    read_mode = PASS;
+    sup_thread_join(t);
+    assert_rc(sd.rc, MSGPIPE_OK);
+    /* Nothing more: no duplicate, no stray bytes. */
+    {
+        size_t len = 0;
+        assert_rc(msgpipe_recv(pr.s, buf, 250000, &len, 0), MSGPIPE_ETIMEDOUT);
+    }
+    sup_pair_close(&pr);
+    free(buf);
+}
+
+static void test_reads_interrupted_by_eintr_lose_nothing(void **state)
+{
+    (void)state;
+    exchange(PASS, EINTR_EVERY_OTHER, 0);
+    assert_true(read_calls > NMSG);
+}
+
+static void test_spurious_eagain_on_read_loses_nothing(void **state)
+{
+    (void)state;
+    exchange(PASS, EAGAIN_EVERY_OTHER, 1);
+}
+
+static void test_reads_of_one_byte_lose_nothing(void **state)
+{
+    (void)state;
+    exchange(PASS, ONE_BYTE, 0);
+    exchange(PASS, ONE_BYTE, 1);
+}
+
+static void test_writes_interrupted_by_eintr_lose_nothing(void **state)
+{
+    (void)state;
+    exchange(EINTR_EVERY_OTHER, PASS, 0);
+}
+
+static void test_spurious_eagain_on_write_loses_nothing(void **state)
+{
+    (void)state;
+    exchange(EAGAIN_EVERY_OTHER, PASS, 1);
+}
+
+static void test_writes_of_one_byte_lose_nothing(void **state)
+{
+    (void)state;
+    exchange(ONE_BYTE, ONE_BYTE, 0);
+}
+
+static void test_poll_interrupted_by_eintr_loses_nothing(void **state)
+{
+    sup_pair pr;
+    msgpipe_pollitem it;
+    char buf[8];
+    size_t len = 0;
+    (void)state;
+
+    sup_pair_open(&pr, "flt", NULL, NULL);
+    poll_eintr = 1;
+    /* A wait with nothing ready still waits its time, then times out. */
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, 50),
+              MSGPIPE_ETIMEDOUT);
+    assert_rc(msgpipe_send(pr.c, "poll", 4, SUP_T), MSGPIPE_OK);
+    memset(&it, 0, sizeof(it));
+    it.pipe = pr.s;
+    it.events = MSGPIPE_POLLIN;
+    assert_rc(msgpipe_poll(&it, 1, SUP_T), 1);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    poll_eintr = 0;
+    assert_true(poll_calls > 1);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "poll", 4);
+    sup_pair_close(&pr);
+}
+
+static void test_failing_read_is_eio_and_loses_nothing(void **state)
+{
+    sup_pair pr;
+    char buf[16];
+    size_t len = 0;
+    (void)state;
+
+    sup_pair_open(&pr, "flt", NULL, NULL);
+    assert_rc(msgpipe_send(pr.c, "kept", 4, SUP_T), MSGPIPE_OK);
+    read_mode = FAIL;
+    fail_errno = EIO;
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_EIO);
+    assert_int_equal(msgpipe_last_os_error(), EIO);
+    read_mode = PASS;
+    /* The failure consumed nothing. */
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "kept", 4);
+    sup_pair_close(&pr);
+}
+
+static void test_failing_write_sends_nothing_and_retry_sends_once(void **st)
+{
+    sup_pair pr;
+    char buf[16];
+    size_t len = 0;
+    (void)st;
+
+    sup_pair_open(&pr, "flt", NULL, NULL);
+    write_mode = FAIL;
+    fail_errno = ENOBUFS;
+    assert_rc(msgpipe_send(pr.c, "once", 4, SUP_T), MSGPIPE_ENOMEM);
+    assert_int_equal(msgpipe_last_os_error(), ENOBUFS);
+    fail_errno = EIO;
+    assert_rc(msgpipe_send(pr.c, "once", 4, SUP_T), MSGPIPE_EIO);
+    write_mode = PASS;
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, 0), MSGPIPE_ETIMEDOUT);
+    assert_rc(msgpipe_send(pr.c, "once", 4, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "once", 4);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, 0), MSGPIPE_ETIMEDOUT);
+    sup_pair_close(&pr);
+}
+
+static void test_accept_out_of_descriptors_is_emfile_then_works(void **st)
+{
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL, *a = NULL;
+    char name[96], buf[8];
+    size_t len = 0;
+    (void)st;
+
+    if (sup_is_fifo()) {
+        SUP_SKIP("the FIFO transport opens FIFOs instead of accepting");
+        return;
+    }
+    sup_name(name, sizeof(name), "flt");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, "wait", 4, SUP_T), MSGPIPE_OK);
+    accept_failures = 1;
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_EMFILE);
+    assert_null(a);
+    assert_int_equal(msgpipe_last_os_error(), EMFILE);
+    /* The client waited in the queue: nothing lost. */
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "wait", 4);
+    msgpipe_close(a);
+    msgpipe_close(c);
+    msgpipe_server_close(srv);
+}
+#endif /* !_WIN32 */
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_recv_alloc_out_of_memory_keeps_the_message, setup_mem,
+            teardown_mem),
+        cmocka_unit_test_setup_teardown(
+            test_out_of_memory_anywhere_is_enomem_and_leaks_nothing, setup_mem,
+            teardown_mem),
+#ifndef _WIN32
+        cmocka_unit_test_setup_teardown(
+            test_reads_interrupted_by_eintr_lose_nothing, setup_sys,
+            teardown_sys),
+        cmocka_unit_test_setup_teardown(
+            test_spurious_eagain_on_read_loses_nothing, setup_sys,
+            teardown_sys),
+        cmocka_unit_test_setup_teardown(test_reads_of_one_byte_lose_nothing,
+                                        setup_sys, teardown_sys),
+        cmocka_unit_test_setup_teardown(
+            test_writes_interrupted_by_eintr_lose_nothing, setup_sys,
+            teardown_sys),
+        cmocka_unit_test_setup_teardown(
+            test_spurious_eagain_on_write_loses_nothing, setup_sys,
+            teardown_sys),
+        cmocka_unit_test_setup_teardown(test_writes_of_one_byte_lose_nothing,
+                                        setup_sys, teardown_sys),
+        cmocka_unit_test_setup_teardown(
+            test_poll_interrupted_by_eintr_loses_nothing, setup_sys,
+            teardown_sys),
+        cmocka_unit_test_setup_teardown(
+            test_failing_read_is_eio_and_loses_nothing, setup_sys,
+            teardown_sys),
+        cmocka_unit_test_setup_teardown(
+            test_failing_write_sends_nothing_and_retry_sends_once, setup_sys,
+            teardown_sys),
+        cmocka_unit_test_setup_teardown(
+            test_accept_out_of_descriptors_is_emfile_then_works, setup_sys,
+            teardown_sys),
+#endif
+    };
+
+    sup_init(argc, argv);
+    return sup_finish(cmocka_run_group_tests_name("faults", tests, NULL, NULL));
+}
