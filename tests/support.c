@@ -251,6 +251,23 @@ int sup_is_wine(void)
 #endif
 }
 
+int sup_run(const char *group, const sup_test *tests, size_t n)
+{
+    struct CMUnitTest *run =
+        (struct CMUnitTest *)malloc((n ? n : 1) * sizeof(*run));
+    size_t i, k = 0;
+    int failed;
+
+    if (run == NULL)
+        return 1;
+    for (i = 0; i < n; i++)
+        if (tests[i].applies)
+            run[k++] = tests[i].test;
+    failed = _cmocka_run_group_tests(group, run, k, NULL, NULL);
+    free(run);
+    return failed;
+}
+
 int sup_is_fifo(void)
 {
     return strcmp(msgpipe_backend(), "posix-fifo") == 0;
@@ -667,4 +684,32 @@ long sup_env_long(const char *name, long dflt)
     if (end == v || *end != '\0' || n < 0)
         return dflt;
     return n;
+}
+
+/* Which allocator counts the heap: a sanitizer's, or glibc's. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SUP_SANITIZER_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SUP_SANITIZER_HEAP 1
+#endif
+#endif
+
+#if defined(SUP_SANITIZER_HEAP)
+size_t __sanitizer_get_current_allocated_bytes(void);
+#elif defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+#include <malloc.h>
+#define SUP_GLIBC_HEAP 1
+#endif
+
+long sup_heap_kib(void)
+{
+#if defined(SUP_SANITIZER_HEAP)
+    return (long)(__sanitizer_get_current_allocated_bytes() / 1024);
+#elif defined(SUP_GLIBC_HEAP)
+    struct mallinfo2 mi = mallinfo2();
+    return (long)((mi.uordblks + mi.hblkhd) / 1024);
+#else
+    return -1;
+#endif
 }

@@ -55,6 +55,40 @@ void sup_note_skip(const char *reason);
         skip();                                                                \
     } while (0)
 
+/* Tests that mean nothing on this system or transport (a socket file's mode
+ * on Windows, FIFO leftovers with sockets) are left out of the run rather
+ * than reported as skipped on every run; SUP_SKIP is for conditions found
+ * at run time (Wine, not root, no python3).  main() lists them as
+ *
+ *     const sup_test tests[] = {
+ *         SUP_TEST(1, test_round_trip),
+ *         SUP_TEST(SUP_POSIX && sup_is_fifo(), test_fifo_leftovers),
+ *     };
+ *     return sup_finish(SUP_RUN("area", tests));
+ */
+typedef struct sup_test {
+    int applies;
+    struct CMUnitTest test;
+} sup_test;
+
+#define SUP_TEST(applies, fn)                                                  \
+    {                                                                          \
+        (applies), cmocka_unit_test(fn)                                        \
+    }
+#define SUP_RUN(group, tests)                                                  \
+    sup_run((group), (tests), sizeof(tests) / sizeof((tests)[0]))
+
+#ifdef _WIN32
+#define SUP_POSIX 0
+#define SUP_WINDOWS 1
+#else
+#define SUP_POSIX 1
+#define SUP_WINDOWS 0
+#endif
+
+/* Run the tests that apply; returns cmocka's count of failed tests. */
+int sup_run(const char *group, const sup_test *tests, size_t n);
+
 /* ---- Threads ----------------------------------------------------------- */
 
 typedef struct sup_thread sup_thread;
@@ -204,6 +238,12 @@ long sup_atomic_add(volatile long *p, long delta); /* returns the new value */
  * (*vsz), from /proc/self/statm.  Returns 0, or -1 where the system does
  * not tell (then both are -1). */
 int sup_memory_kib(long *rss, long *vsz);
+
+/* Heap memory this process has allocated and not freed, in KiB, as the
+ * allocator counts it (live blocks only: freed memory that a sanitizer or
+ * valgrind keeps out of reuse is not counted, unlike in the resident
+ * size).  -1 where unknown. */
+long sup_heap_kib(void);
 
 /* An unsigned integer from the environment variable `name`, or `dflt` if
  * it is unset, empty or not a number. */
