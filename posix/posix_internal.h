@@ -48,7 +48,8 @@ struct msgpipe {
     uint64_t skip; /* bytes of an oversized message still to discard */
     uint8_t *hold; /* payload received before a timeout, kept here */
     size_t hold_len, hold_cap;
-    int rx_err; /* sticky: ECLOSED after end of pipe, EPROTO */
+    int rx_err;        /* sticky: ECLOSED after end of pipe, EPROTO */
+    int rx_wait_first; /* the last read came up short: wait before reading */
     /* msgpipe_poll met an oversized header: the next receive reports it. */
     int emsg_pending;
     uint64_t emsg_len;

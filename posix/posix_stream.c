@@ -395,9 +395,23 @@ static int msgpipe__read_some(msgpipe *p, void *dst, size_t cap, size_t *n,
     ssize_t rc;
     int w;
 
+    /* When the last read found nothing, this one most likely will too
+     * (a request/answer exchange): wait first, and save the read that
+     * would only say EAGAIN.  (Not with timeout 0: that read is the
+     * cheapest way to look.) */
+    if (p->rx_wait_first && msgpipe__remaining(deadline) != 0) {
+        w = msgpipe__wait_rx(p, deadline);
+        if (w < 0)
+            return w;
+        if (w == 0)
+            return MSGPIPE_ETIMEDOUT;
+    }
     for (;;) {
         rc = msgpipe__sys.read(p->fd, dst, cap);
         if (rc > 0) {
+            /* A full buffer means more is probably waiting: read first
+             * next time; otherwise the sender is the slower side. */
+            p->rx_wait_first = (size_t)rc < cap;
             *n = (size_t)rc;
             return MSGPIPE_OK;
         }
