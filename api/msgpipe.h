@@ -58,12 +58,14 @@ extern "C" {
 #endif
 
 /* MSGPIPE_EXTERN marks every public function.  Define MSGPIPE_STATIC when
- * linking the static library on Windows so that no dllimport is used. */
-#if defined(_WIN32) || defined(__CYGWIN__)
+ * linking the static library (required on Windows, where it turns off
+ * dllimport; elsewhere it keeps msgpipe's functions from being exported
+ * again by a shared library of yours that links the static one). */
+#if defined(MSGPIPE_STATIC)
+#define MSGPIPE_EXTERN
+#elif defined(_WIN32) || defined(__CYGWIN__)
 #if defined(MSGPIPE_BUILD_SHARED)
 #define MSGPIPE_EXTERN __declspec(dllexport)
-#elif defined(MSGPIPE_STATIC) || defined(MSGPIPE_BUILD)
-#define MSGPIPE_EXTERN
 #else
 #define MSGPIPE_EXTERN __declspec(dllimport)
 #endif

@@ -4,8 +4,8 @@
 #   bash scripts/test.sh
 #
 # Installs what is missing with apt-get when run as root on Debian (cmake, a
-# C compiler, cmocka, python3, clang, libclang-rt-dev, valgrind); otherwise
-# prints what to install.
+# C compiler, cmocka, python3, pkgconf, clang, libclang-rt-dev, valgrind);
+# otherwise prints what to install.
 # Then, with warnings as errors:
 #   1. gcc build, the whole suite (ctest preset "ci");
 #   2. gcc build with AddressSanitizer + UndefinedBehaviorSanitizer ("asan");
@@ -16,7 +16,13 @@
 #   6. the "ci" build again, every test under valgrind memcheck;
 #   7. the libFuzzer targets, 30 s each (fuzz/run.sh);
 #   8. mingw-w64 cross build of the Win32 backend, the whole suite run under
-#      Wine ("win32").
+#      Wine ("win32");
+#   9. the consumer test (scripts/consumer-test.sh): install msgpipe into a
+#      prefix, then build and run a separate program against it with
+#      find_package, pkg-config and add_subdirectory, shared and static, on
+#      Linux and with mingw-w64 under Wine.
+# Every build's suite includes msgpipe_exported_symbols: the shared library
+# exports exactly the functions of msgpipe.h.
 # Exits non-zero as soon as anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +37,7 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 [ -f /usr/include/cmocka.h ] || missing+=(libcmocka-dev)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkgconf)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 # clang's libFuzzer and ThreadSanitizer runtimes (only recommended by clang)
 compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a' \
@@ -88,5 +95,12 @@ cmake --build --preset win32 -j "$(nproc)"
 step "win32: test under Wine"
 scripts/win-deps.sh wine-start
 ctest --preset win32
+
+# ---- 4. Applications: the installed library, from outside ------------------
+# Install into a prefix (then moved), build tests/consumer/ against it with
+# find_package and pkg-config (and add_subdirectory), shared and static, run
+# it: natively, and with mingw-w64 under Wine (the wineserver above).
+step "consumer: install, then find_package / pkg-config / add_subdirectory"
+scripts/consumer-test.sh all
 
 step "all test runs passed"
