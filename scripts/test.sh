@@ -39,6 +39,9 @@ command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkgconf)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+# the benchmark's nng and ZeroMQ transports are compiled (not run) here
+[ -f /usr/include/nng/nng.h ] || missing+=(libnng-dev)
+[ -f /usr/include/zmq.h ] || missing+=(libzmq3-dev)
 # clang's libFuzzer and ThreadSanitizer runtimes (only recommended by clang)
 compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a' \
     >/dev/null || missing+=(libclang-rt-dev)

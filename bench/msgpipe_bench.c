@@ -1,0 +1,1359 @@
+/*
+ * msgpipe_bench.c - msgpipe against the raw kernel transport, nng and
+ * ZeroMQ, in one run on one machine.  Never a pass/fail test.
+ *
+ *   msgpipe_bench [--quick] [--csv] [--csv-file=PATH] [--transports=LIST]
+ *                 [--cases=LIST]
+ *                 [--pp-sizes=LIST] [--st-sizes=LIST] [--time=SECONDS]
+ *                 [--count=N] [--pin] [--list]
+ *
+ * Cases (every transport runs the same ones):
+ *
+ *   pingpong  one message in flight: the measuring peer sends a message of
+ *             SIZE bytes, the other peer sends it back; a monotonic clock is
+ *             read once per round trip and every round trip after the
+ *             warm-up is kept, sorted, and reported as p50, p99 and p99.9.
+ *             Sizes 16 B, 256 B, 4 KiB, 64 KiB.
+ *   stream    one-way throughput: one peer sends messages of SIZE bytes as
+ *             fast as it can, the other receives them, checks each one's
+ *             length and sequence number, and counts them.  The rate is
+ *             taken over a fixed count of messages after a warm-up of a
+ *             tenth as many; the count is chosen from a short pilot run so
+ *             that the measured part lasts about --time seconds.
+ *             Sizes 64 B, 4 KiB, 64 KiB, 1 MiB.
+ *
+ * Transports:
+ *
+ *   msgpipe   this library, whatever it was built with: labelled "msgpipe"
+ *             (posix-socket), "msgpipe-fifo" (posix-fifo) or
+ *             "msgpipe-win32" (win32-pipe).
+ *   raw       AF_UNIX SOCK_STREAM with plain read()/write() and no framing
+ *             (POSIX): the limit.  Ping-pong reads exactly SIZE bytes;
+ *             streaming writes SIZE-byte blocks and reads in 256 KiB chunks
+ *             (or SIZE, if larger) until the byte count.
+ *   rawfifo   two FIFOs (mkfifo), plain read()/write(), no framing (POSIX):
+ *             the limit of the FIFO transport.  On by default only when
+ *             msgpipe is the FIFO build.
+ *   rawpoll   raw, but with a non-blocking descriptor and a poll() before
+ *             every read (POSIX): what msgpipe's waiting pattern costs by
+ *             itself.  Only when asked for (--transports=...,rawpoll).
+ *   nng       nng pair1 over ipc:// (nng_send/nng_recv into the caller's
+ *             buffer), when built with nng.
+ *   zmq       ZeroMQ PAIR over ipc:// (zmq_send/zmq_recv), when built with
+ *             libzmq.
+ *
+ * The two peers are separate processes: on POSIX two fork()ed children of
+ * a coordinator that never touches a transport (nng and ZeroMQ start
+ * threads, which a fork would not carry over); on Windows the benchmark
+ * itself plus a copy started with CreateProcess (msgpipe only there).
+ *
+ * Output: a table with each transport's ratio to raw (latency:
+ * transport/raw, throughput: transport/raw); with --csv, lines
+ * "transport,case,size,metric,value" (metric p50_us, p99_us, p999_us,
+ * msgs_per_s, mib_per_s) after one header line.  Progress goes to stderr.
+ */
+#include "msgpipe.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+
+#ifdef MSGPIPE_BENCH_NNG
+#include <nng/nng.h>
+#include <nng/protocol/pair1/pair.h>
+#endif
+#ifdef MSGPIPE_BENCH_ZMQ
+#include <zmq.h>
+#endif
+
+/* ---- Transports, cases, sizes ------------------------------------------ */
+
+enum kind { K_MSGPIPE, K_RAW, K_RAWFIFO, K_NNG, K_ZMQ, K_RAWPOLL, K_COUNT };
+enum bcase { C_PINGPONG, C_STREAM };
+
+static const char *const kind_names[K_COUNT] = {"msgpipe", "raw", "rawfifo",
+                                                "nng",     "zmq", "rawpoll"};
+
+static int kind_available(int k)
+{
+    switch (k) {
+    case K_MSGPIPE:
+        return 1;
+#ifndef _WIN32
+    case K_RAW:
+    case K_RAWFIFO:
+    case K_RAWPOLL:
+        return 1;
+#endif
+#ifdef MSGPIPE_BENCH_NNG
+    case K_NNG:
+        return 1;
+#endif
+#ifdef MSGPIPE_BENCH_ZMQ
+    case K_ZMQ:
+        return 1;
+#endif
+    default:
+        return 0;
+    }
+}
+
+/* The label of a transport in the output. */
+static const char *kind_label(int k)
+{
+    if (k == K_MSGPIPE) {
+        const char *b = msgpipe_backend();
+        if (strcmp(b, "posix-fifo") == 0)
+            return "msgpipe-fifo";
+        if (strcmp(b, "win32-pipe") == 0)
+            return "msgpipe-win32";
+        return "msgpipe";
+    }
+    return kind_names[k];
+}
+
+#define MAX_SIZES 16
+static size_t pp_sizes[MAX_SIZES] = {16, 256, 4096, 65536};
+static int n_pp_sizes = 4;
+static size_t st_sizes[MAX_SIZES] = {64, 4096, 65536, 1048576};
+static int n_st_sizes = 4;
+
+/* Raw streaming reads this much at a time (or the block size if larger). */
+#define RAW_CHUNK (256 * 1024)
+
+/* ---- Settings ------------------------------------------------------------ */
+
+static struct {
+    int quick;
+    int csv;
+    int pin;
+    double pp_seconds;  /* measured part of each ping-pong case */
+    double pp_warm;     /* its warm-up */
+    double st_seconds;  /* measured part of each stream case */
+    long count;         /* --count: fixed round trips / messages */
+    int kinds[K_COUNT]; /* which transports to run */
+    int cases[2];
+} cfg;
+
+/* ---- Clock ----------------------------------------------------------------
+ */
+
+static uint64_t now_ns(void)
+{
+#ifdef _WIN32
+    static LARGE_INTEGER freq;
+    LARGE_INTEGER c;
+    if (freq.QuadPart == 0)
+        QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&c);
+    return (uint64_t)((double)c.QuadPart * 1e9 / (double)freq.QuadPart);
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#endif
+}
+
+#ifndef _WIN32
+static void sleep_ms(int ms)
+{
+    poll(NULL, 0, ms);
+}
+#endif
+
+static long my_pid(void)
+{
+#ifdef _WIN32
+    return (long)GetCurrentProcessId();
+#else
+    return (long)getpid();
+#endif
+}
+
+/* ---- A job: one transport, one case, one size ------------------------------
+ */
+
+typedef struct job {
+    int kind;
+    int bcase;
+    size_t size;
+    double seconds; /* ping-pong: measured time; warm-up pp_warm */
+    double warm_seconds;
+    long count;     /* stream: measured messages */
+    long warm;      /* stream: messages before the clock starts */
+    char addr[200]; /* msgpipe name, socket path, FIFO base path or URL */
+} job;
+
+typedef struct result {
+    int ok;
+    char err[160];
+    long samples; /* round trips measured, or messages counted */
+    double p50_us, p99_us, p999_us;
+    double msgs_per_s, mib_per_s;
+    double seconds;
+} result;
+
+static void fail(result *r, const char *fmt, ...)
+{
+    va_list ap;
+    r->ok = 0;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof(r->err), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- Peers
+ * ------------------------------------------------------------------- */
+
+typedef struct peer {
+    int kind;
+    msgpipe_server *srv;
+    msgpipe *mp;
+    int fd, rfd, wfd; /* raw: fd; rawfifo: rfd/wfd */
+#ifdef MSGPIPE_BENCH_NNG
+    nng_socket ns;
+#endif
+#ifdef MSGPIPE_BENCH_ZMQ
+    void *zctx, *zs;
+#endif
+    char err[120];
+} peer;
+
+static int perr(peer *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err, sizeof(p->err), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+#ifndef _WIN32
+/* Wait for fd (rawpoll: a non-blocking descriptor, as msgpipe uses). */
+static int wait_fd(int fd, short ev)
+{
+    struct pollfd pf;
+    pf.fd = fd;
+    pf.events = ev;
+    pf.revents = 0;
+    while (poll(&pf, 1, -1) < 0)
+        if (errno != EINTR)
+            return -1;
+    return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+    const char *b = (const char *)buf;
+    while (n > 0) {
+        ssize_t k = write(fd, b, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
+                wait_fd(fd, POLLOUT) == 0)
+                continue;
+            return -1;
+        }
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Read exactly n bytes.  poll_first (rawpoll): wait with poll() before
+ * every read, the pattern of a receiver on a non-blocking descriptor. */
+static int read_exact(int fd, void *buf, size_t n, int poll_first)
+{
+    char *b = (char *)buf;
+    while (n > 0) {
+        ssize_t k;
+        if (poll_first && wait_fd(fd, POLLIN) != 0)
+            return -1;
+        k = read(fd, b, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && poll_first)
+            continue;
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static void fifo_paths(const char *base, char *c2s, char *s2c, size_t cap)
+{
+    snprintf(c2s, cap, "%s.c2s", base);
+    snprintf(s2c, cap, "%s.s2c", base);
+}
+#endif
+
+/* Open a peer: the server listens and accepts one client, the client
+ * connects (retrying until the server is there, 10 s at most). */
+static int peer_open(peer *p, int kind, int server, const char *addr)
+{
+    int rc;
+#ifndef _WIN32
+    uint64_t until = now_ns() + 10000000000ull;
+#endif
+
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    p->fd = p->rfd = p->wfd = -1;
+    switch (kind) {
+    case K_MSGPIPE:
+        if (server) {
+            rc = msgpipe_listen(addr, NULL, &p->srv);
+            if (rc != MSGPIPE_OK)
+                return perr(p, "msgpipe_listen: %s", msgpipe_strerror(rc));
+            rc = msgpipe_accept(p->srv, 20000, &p->mp);
+            if (rc != MSGPIPE_OK)
+                return perr(p, "msgpipe_accept: %s", msgpipe_strerror(rc));
+        } else {
+            rc = msgpipe_connect(addr, NULL, 10000, &p->mp);
+            if (rc != MSGPIPE_OK)
+                return perr(p, "msgpipe_connect: %s", msgpipe_strerror(rc));
+        }
+        return 0;
+#ifndef _WIN32
+    case K_RAW:
+    case K_RAWPOLL: {
+        struct sockaddr_un sa;
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd < 0)
+            return perr(p, "socket: %s", strerror(errno));
+        memset(&sa, 0, sizeof(sa));
+        sa.sun_family = AF_UNIX;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", addr);
+        if (server) {
+            unlink(addr);
+            if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+                listen(fd, 4) < 0)
+                return perr(p, "bind/listen %s: %s", addr, strerror(errno));
+            p->fd = accept(fd, NULL, NULL);
+            close(fd);
+            unlink(addr);
+            if (p->fd < 0)
+                return perr(p, "accept: %s", strerror(errno));
+        } else {
+            while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if ((errno != ENOENT && errno != ECONNREFUSED) ||
+                    now_ns() > until)
+                    return perr(p, "connect %s: %s", addr, strerror(errno));
+                sleep_ms(1);
+            }
+            p->fd = fd;
+        }
+        if (kind == K_RAWPOLL)
+            fcntl(p->fd, F_SETFL, fcntl(p->fd, F_GETFL) | O_NONBLOCK);
+        return 0;
+    }
+    case K_RAWFIFO: {
+        /* The coordinator made both FIFOs; both sides open c2s first. */
+        char c2s[256], s2c[256];
+        fifo_paths(addr, c2s, s2c, sizeof(c2s));
+        if (server) {
+            p->rfd = open(c2s, O_RDONLY);
+            p->wfd = p->rfd < 0 ? -1 : open(s2c, O_WRONLY);
+        } else {
+            p->wfd = open(c2s, O_WRONLY);
+            p->rfd = p->wfd < 0 ? -1 : open(s2c, O_RDONLY);
+        }
+        if (p->rfd < 0 || p->wfd < 0)
+            return perr(p, "open fifo %s: %s", addr, strerror(errno));
+        return 0;
+    }
+#endif
+#ifdef MSGPIPE_BENCH_NNG
+    case K_NNG:
+        if ((rc = nng_pair1_open(&p->ns)) != 0)
+            return perr(p, "nng_pair1_open: %s", nng_strerror(rc));
+        /* No receive limit (the default, 1 MiB, would drop 1 MiB
+         * messages: nng counts its own header). */
+        nng_socket_set_size(p->ns, NNG_OPT_RECVMAXSZ, 0);
+        if (server) {
+            if ((rc = nng_listen(p->ns, addr, NULL, 0)) != 0)
+                return perr(p, "nng_listen %s: %s", addr, nng_strerror(rc));
+        } else {
+            while ((rc = nng_dial(p->ns, addr, NULL, 0)) != 0) {
+                if (now_ns() > until)
+                    return perr(p, "nng_dial %s: %s", addr, nng_strerror(rc));
+                sleep_ms(1);
+            }
+        }
+        return 0;
+#endif
+#ifdef MSGPIPE_BENCH_ZMQ
+    case K_ZMQ: {
+        int linger = 0;
+        p->zctx = zmq_ctx_new();
+        p->zs = p->zctx ? zmq_socket(p->zctx, ZMQ_PAIR) : NULL;
+        if (p->zs == NULL)
+            return perr(p, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+        zmq_setsockopt(p->zs, ZMQ_LINGER, &linger, sizeof(linger));
+        if (server)
+            rc = zmq_bind(p->zs, addr);
+        else
+            rc = zmq_connect(p->zs, addr);
+        if (rc != 0)
+            return perr(p, "zmq %s %s: %s", server ? "bind" : "connect", addr,
+                        zmq_strerror(zmq_errno()));
+        return 0;
+    }
+#endif
+    default:
+        return perr(p, "transport %d not built in", kind);
+    }
+}
+
+static void peer_close(peer *p)
+{
+    switch (p->kind) {
+    case K_MSGPIPE:
+        msgpipe_close(p->mp);
+        msgpipe_server_close(p->srv);
+        break;
+#ifndef _WIN32
+    case K_RAW:
+    case K_RAWPOLL:
+        if (p->fd >= 0)
+            close(p->fd);
+        break;
+    case K_RAWFIFO:
+        if (p->rfd >= 0)
+            close(p->rfd);
+        if (p->wfd >= 0)
+            close(p->wfd);
+        break;
+#endif
+#ifdef MSGPIPE_BENCH_NNG
+    case K_NNG:
+        nng_close(p->ns);
+        break;
+#endif
+#ifdef MSGPIPE_BENCH_ZMQ
+    case K_ZMQ:
+        if (p->zs)
+            zmq_close(p->zs);
+        if (p->zctx)
+            zmq_ctx_term(p->zctx);
+        break;
+#endif
+    default:
+        break;
+    }
+}
+
+/* Send one message of n bytes.  0 or -1 (p->err says why). */
+static int peer_send(peer *p, const void *buf, size_t n)
+{
+    int rc;
+    switch (p->kind) {
+    case K_MSGPIPE:
+        rc = msgpipe_send(p->mp, buf, n, MSGPIPE_INFINITE);
+        return rc == MSGPIPE_OK
+                   ? 0
+                   : perr(p, "msgpipe_send: %s", msgpipe_strerror(rc));
+#ifndef _WIN32
+    case K_RAW:
+    case K_RAWPOLL:
+        return write_all(p->fd, buf, n) == 0
+                   ? 0
+                   : perr(p, "write: %s", strerror(errno));
+    case K_RAWFIFO:
+        return write_all(p->wfd, buf, n) == 0
+                   ? 0
+                   : perr(p, "write: %s", strerror(errno));
+#endif
+#ifdef MSGPIPE_BENCH_NNG
+    case K_NNG:
+        rc = nng_send(p->ns, (void *)buf, n, 0);
+        return rc == 0 ? 0 : perr(p, "nng_send: %s", nng_strerror(rc));
+#endif
+#ifdef MSGPIPE_BENCH_ZMQ
+    case K_ZMQ:
+        rc = zmq_send(p->zs, buf, n, 0);
+        return rc == (int)n
+                   ? 0
+                   : perr(p, "zmq_send: %s", zmq_strerror(zmq_errno()));
+#endif
+    default:
+        return perr(p, "bad transport");
+    }
+}
+
+/* Receive one message into buf (capacity cap); *n its length.  The raw
+ * transports have no messages: they read exactly `want` bytes. */
+static int peer_recv(peer *p, void *buf, size_t cap, size_t want, size_t *n)
+{
+    int rc;
+    (void)want;
+    switch (p->kind) {
+    case K_MSGPIPE:
+        rc = msgpipe_recv(p->mp, buf, cap, n, MSGPIPE_INFINITE);
+        return rc == MSGPIPE_OK
+                   ? 0
+                   : perr(p, "msgpipe_recv: %s", msgpipe_strerror(rc));
+#ifndef _WIN32
+    case K_RAW:
+    case K_RAWPOLL:
+    case K_RAWFIFO:
+        *n = want;
+        return read_exact(p->kind == K_RAWFIFO ? p->rfd : p->fd, buf, want,
+                          p->kind == K_RAWPOLL) == 0
+                   ? 0
+                   : perr(p, "read: %s", errno ? strerror(errno) : "EOF");
+#endif
+#ifdef MSGPIPE_BENCH_NNG
+    case K_NNG:
+        *n = cap;
+        rc = nng_recv(p->ns, buf, n, 0);
+        return rc == 0 ? 0 : perr(p, "nng_recv: %s", nng_strerror(rc));
+#endif
+#ifdef MSGPIPE_BENCH_ZMQ
+    case K_ZMQ:
+        rc = zmq_recv(p->zs, buf, cap, 0);
+        if (rc < 0)
+            return perr(p, "zmq_recv: %s", zmq_strerror(zmq_errno()));
+        *n = (size_t)rc;
+        return 0;
+#endif
+    default:
+        return perr(p, "bad transport");
+    }
+}
+
+/* Block until the other side goes away (or forever: the coordinator ends
+ * this process once the measuring side has reported). */
+static void peer_wait_end(peer *p)
+{
+    char b[64];
+    size_t n;
+    while (peer_recv(p, b, sizeof(b), 1, &n) == 0)
+        ;
+}
+
+/* ---- The two roles
+ * ------------------------------------------------------------ */
+
+static void put_seq(unsigned char *b, size_t size, uint64_t v)
+{
+    if (size >= 8)
+        memcpy(b, &v, 8);
+}
+
+static int seq_ok(const unsigned char *b, size_t size, uint64_t v)
+{
+    uint64_t got;
+    if (size < 8)
+        return 1;
+    memcpy(&got, b, 8);
+    return got == v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of a sorted array, in microseconds. */
+static double pct_us(const uint64_t *v, long n, double q)
+{
+    long k = (long)ceil(q * (double)n) - 1;
+    if (k < 0)
+        k = 0;
+    if (k >= n)
+        k = n - 1;
+    return (double)v[k] / 1000.0;
+}
+
+/* The measuring side: ping-pong sender, stream receiver.  The server. */
+static void run_server(const job *j, result *r)
+{
+    peer p;
+    size_t cap = j->size, n = 0;
+    unsigned char *buf;
+    uint64_t seq = 0;
+
+    memset(r, 0, sizeof(*r));
+    if (j->bcase == C_STREAM &&
+        (j->kind == K_RAW || j->kind == K_RAWFIFO || j->kind == K_RAWPOLL) &&
+        cap < RAW_CHUNK)
+        cap = RAW_CHUNK;
+    buf = (unsigned char *)malloc(cap);
+    if (buf == NULL) {
+        fail(r, "out of memory");
+        return;
+    }
+    memset(buf, 0x5a, cap);
+    if (peer_open(&p, j->kind, 1, j->addr) != 0) {
+        fail(r, "%s", p.err);
+        free(buf);
+        return;
+    }
+    r->ok = 1;
+    if (j->bcase == C_PINGPONG) {
+        long cap_samples = 2000000, ns = 0;
+        uint64_t *s = (uint64_t *)malloc((size_t)cap_samples * sizeof(*s));
+        uint64_t t0, t1, end;
+        if (s == NULL) {
+            fail(r, "out of memory");
+            goto out;
+        }
+        memset(s, 0, (size_t)cap_samples * sizeof(*s)); /* fault it in */
+        /* Warm-up: not recorded. */
+        end = now_ns() + (uint64_t)(j->warm_seconds * 1e9);
+        while (j->warm_seconds > 0) {
+            put_seq(buf, j->size, seq);
+            if (peer_send(&p, buf, j->size) != 0 ||
+                peer_recv(&p, buf, cap, j->size, &n) != 0) {
+                fail(r, "%s", p.err);
+                break;
+            }
+            seq++;
+            if (now_ns() >= end)
+                break;
+        }
+        /* Then for a time, or (--count) a fixed number of round trips. */
+        if (j->count > 0 && j->count < cap_samples)
+            cap_samples = j->count;
+        t0 = now_ns();
+        end = j->count > 0 ? UINT64_MAX : t0 + (uint64_t)(j->seconds * 1e9);
+        while (r->ok && ns < cap_samples) {
+            put_seq(buf, j->size, seq);
+            if (peer_send(&p, buf, j->size) != 0 ||
+                peer_recv(&p, buf, cap, j->size, &n) != 0) {
+                fail(r, "%s", p.err);
+                break;
+            }
+            t1 = now_ns();
+            if (n != j->size || !seq_ok(buf, j->size, seq)) {
+                fail(r, "round trip %ld: got %lu bytes or a wrong echo", ns,
+                     (unsigned long)n);
+                break;
+            }
+            seq++;
+            s[ns++] = t1 - t0;
+            t0 = t1;
+            if (t1 >= end)
+                break;
+        }
+        if (r->ok && ns > 0) {
+            qsort(s, (size_t)ns, sizeof(*s), cmp_u64);
+            r->samples = ns;
+            r->p50_us = pct_us(s, ns, 0.50);
+            r->p99_us = pct_us(s, ns, 0.99);
+            r->p999_us = pct_us(s, ns, 0.999);
+        }
+        free(s);
+    } else {
+        uint64_t t0 = 0, t1;
+        long i, total = j->warm + j->count;
+#ifndef _WIN32
+        if (j->kind == K_RAW || j->kind == K_RAWFIFO || j->kind == K_RAWPOLL) {
+            /* Raw: no messages, a byte count. */
+            int fd = j->kind == K_RAWFIFO ? p.rfd : p.fd;
+            uint64_t want = (uint64_t)total * j->size, got = 0;
+            uint64_t warm_bytes = (uint64_t)j->warm * j->size;
+            if (j->warm == 0)
+                t0 = now_ns();
+            while (got < want) {
+                uint64_t left = want - got;
+                ssize_t k;
+                if (j->kind == K_RAWPOLL && wait_fd(fd, POLLIN) != 0) {
+                    fail(r, "poll: %s", strerror(errno));
+                    break;
+                }
+                k = read(fd, buf, left < cap ? (size_t)left : cap);
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k < 0 && j->kind == K_RAWPOLL &&
+                    (errno == EAGAIN || errno == EWOULDBLOCK))
+                    continue;
+                if (k <= 0) {
+                    fail(r, "read after %llu of %llu bytes: %s",
+                         (unsigned long long)got, (unsigned long long)want,
+                         k == 0 ? "EOF" : strerror(errno));
+                    break;
+                }
+                if (got < warm_bytes && got + (uint64_t)k >= warm_bytes)
+                    t0 = now_ns();
+                got += (uint64_t)k;
+            }
+        } else
+#endif
+        {
+            for (i = 0; i < total; i++) {
+                if (i == j->warm)
+                    t0 = now_ns();
+                if (peer_recv(&p, buf, cap, j->size, &n) != 0) {
+                    fail(r, "message %ld: %s", i, p.err);
+                    break;
+                }
+                if (n != j->size || !seq_ok(buf, j->size, (uint64_t)i)) {
+                    fail(r, "message %ld: %lu bytes or out of sequence", i,
+                         (unsigned long)n);
+                    break;
+                }
+            }
+        }
+        t1 = now_ns();
+        if (r->ok) {
+            double sec = (double)(t1 - t0) / 1e9;
+            r->samples = j->count;
+            r->seconds = sec;
+            r->msgs_per_s = (double)j->count / sec;
+            r->mib_per_s =
+                (double)j->count * (double)j->size / sec / (1024.0 * 1024.0);
+        }
+    }
+out:
+    peer_close(&p);
+    free(buf);
+}
+
+/* The other side: ping-pong echo, stream sender.  The client. */
+static int run_client(const job *j)
+{
+    peer p;
+    size_t n = 0;
+    unsigned char *buf = (unsigned char *)malloc(j->size ? j->size : 1);
+    long i;
+
+    if (buf == NULL)
+        return 1;
+    memset(buf, 0xa5, j->size);
+    if (peer_open(&p, j->kind, 0, j->addr) != 0) {
+        fprintf(stderr, "msgpipe_bench: client: %s\n", p.err);
+        free(buf);
+        return 1;
+    }
+    if (j->bcase == C_PINGPONG) {
+        /* Echo until the measuring side closes (or the process is ended). */
+        while (peer_recv(&p, buf, j->size, j->size, &n) == 0 &&
+               peer_send(&p, buf, n) == 0)
+            ;
+    } else {
+        long total = j->warm + j->count;
+        for (i = 0; i < total; i++) {
+            put_seq(buf, j->size, (uint64_t)i);
+            if (peer_send(&p, buf, j->size) != 0) {
+                fprintf(stderr, "msgpipe_bench: sender: %s\n", p.err);
+                break;
+            }
+        }
+        peer_wait_end(&p);
+    }
+    peer_close(&p);
+    free(buf);
+    return 0;
+}
+
+/* ---- Running a job in two processes
+ * ------------------------------------------- */
+
+static unsigned long job_serial;
+
+static void make_addr(job *j)
+{
+    const char *dir = NULL;
+    char base[160];
+#ifndef _WIN32
+    dir = getenv("XDG_RUNTIME_DIR");
+    if (dir == NULL || dir[0] != '/' || strlen(dir) > 60)
+        dir = "/tmp";
+#endif
+    job_serial++;
+    switch (j->kind) {
+    case K_MSGPIPE:
+        /* A plain name: msgpipe maps it (XDG_RUNTIME_DIR or /tmp; \\.\pipe). */
+        snprintf(j->addr, sizeof(j->addr), "mpbench-%ld-%lu", my_pid(),
+                 job_serial);
+        break;
+    case K_NNG:
+    case K_ZMQ:
+        snprintf(base, sizeof(base), "%s/mpbench-%s-%ld-%lu", dir,
+                 kind_names[j->kind], my_pid(), job_serial);
+        snprintf(j->addr, sizeof(j->addr), "ipc://%s", base);
+        break;
+    default:
+        snprintf(j->addr, sizeof(j->addr), "%s/mpbench-%s-%ld-%lu", dir,
+                 kind_names[j->kind], my_pid(), job_serial);
+        break;
+    }
+}
+
+#ifndef _WIN32
+static void pin_cpu(int which)
+{
+#if defined(__linux__) && defined(CPU_SET)
+    cpu_set_t set;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!cfg.pin || n < 2)
+        return;
+    CPU_ZERO(&set);
+    CPU_SET(which % (int)n, &set);
+    sched_setaffinity(0, sizeof(set), &set);
+#else
+    (void)which;
+#endif
+}
+
+static void run_job(job *j, result *r)
+{
+    int pfd[2];
+    pid_t s, c;
+    char c2s[256], s2c[256];
+    struct pollfd pf;
+    ssize_t k;
+    int status;
+    double limit = 60.0 + (j->bcase == C_PINGPONG ? j->seconds + j->warm_seconds
+                                                  : 10.0 * cfg.st_seconds);
+    if (cfg.count > 0)
+        limit = 3600; /* a fixed count, perhaps under strace */
+
+    memset(r, 0, sizeof(*r));
+    make_addr(j);
+    if (j->kind == K_RAWFIFO) {
+        fifo_paths(j->addr, c2s, s2c, sizeof(c2s));
+        unlink(c2s);
+        unlink(s2c);
+        if (mkfifo(c2s, 0600) != 0 || mkfifo(s2c, 0600) != 0) {
+            fail(r, "mkfifo %s: %s", j->addr, strerror(errno));
+            return;
+        }
+    }
+    if (pipe(pfd) != 0) {
+        fail(r, "pipe: %s", strerror(errno));
+        return;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    s = fork();
+    if (s == 0) {
+        result rr;
+        close(pfd[0]);
+        pin_cpu(0);
+        run_server(j, &rr);
+        if (write(pfd[1], &rr, sizeof(rr)) != (ssize_t)sizeof(rr))
+            _exit(2);
+        _exit(0);
+    }
+    c = s < 0 ? -1 : fork();
+    if (c == 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        pin_cpu(1);
+        _exit(run_client(j));
+    }
+    close(pfd[1]);
+    if (s < 0 || c < 0) {
+        fail(r, "fork: %s", strerror(errno));
+    } else {
+        pf.fd = pfd[0];
+        pf.events = POLLIN;
+        if (poll(&pf, 1, (int)(limit * 1000)) <= 0) {
+            fail(r, "no result after %.0f s: stopped", limit);
+        } else {
+            size_t got = 0;
+            while (got < sizeof(*r)) {
+                k = read(pfd[0], (char *)r + got, sizeof(*r) - got);
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0)
+                    break;
+                got += (size_t)k;
+            }
+            if (got != sizeof(*r))
+                fail(r, "the measuring process died");
+        }
+    }
+    close(pfd[0]);
+    /* The client has done its part once the server has reported. */
+    if (c > 0) {
+        kill(c, SIGKILL);
+        waitpid(c, &status, 0);
+    }
+    if (s > 0) {
+        if (!r->ok)
+            kill(s, SIGKILL);
+        waitpid(s, &status, 0);
+    }
+    if (j->kind == K_RAWFIFO) {
+        unlink(c2s);
+        unlink(s2c);
+    } else if (j->kind == K_RAW || j->kind == K_RAWPOLL) {
+        unlink(j->addr);
+    } else if (j->kind == K_NNG || j->kind == K_ZMQ) {
+        unlink(j->addr + 6);
+    }
+}
+#else /* _WIN32 */
+
+/* "<self> --peer KIND CASE SIZE WARM COUNT ADDR": the client side. */
+static int peer_main(int argc, char **argv)
+{
+    job j;
+    if (argc < 8)
+        return 2;
+    memset(&j, 0, sizeof(j));
+    j.kind = atoi(argv[2]);
+    j.bcase = atoi(argv[3]);
+    j.size = (size_t)strtoul(argv[4], NULL, 10);
+    j.warm = atol(argv[5]);
+    j.count = atol(argv[6]);
+    snprintf(j.addr, sizeof(j.addr), "%s", argv[7]);
+    return run_client(&j);
+}
+
+static void run_job(job *j, result *r)
+{
+    char self[MAX_PATH], cmd[MAX_PATH + 300];
+    STARTUPINFOA si;
+    PROCESS_INFORMATION pi;
+
+    memset(r, 0, sizeof(*r));
+    make_addr(j);
+    if (GetModuleFileNameA(NULL, self, sizeof(self)) == 0) {
+        fail(r, "GetModuleFileName: %lu", (unsigned long)GetLastError());
+        return;
+    }
+    snprintf(cmd, sizeof(cmd), "\"%s\" --peer %d %d %lu %ld %ld %s", self,
+             j->kind, j->bcase, (unsigned long)j->size, j->warm, j->count,
+             j->addr);
+    memset(&si, 0, sizeof(si));
+    si.cb = sizeof(si);
+    fflush(stdout);
+    fflush(stderr);
+    if (!CreateProcessA(NULL, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si,
+                        &pi)) {
+        fail(r, "CreateProcess: %lu", (unsigned long)GetLastError());
+        return;
+    }
+    run_server(j, r);
+    /* The server has closed its pipe: the client sees the end and exits. */
+    if (WaitForSingleObject(pi.hProcess, 10000) != WAIT_OBJECT_0) {
+        TerminateProcess(pi.hProcess, 1);
+        WaitForSingleObject(pi.hProcess, INFINITE);
+    }
+    CloseHandle(pi.hThread);
+    CloseHandle(pi.hProcess);
+}
+#endif
+
+/* ---- Measurements, one after another
+ * --------------------------------------------- */
+
+typedef struct meas {
+    int kind, bcase;
+    size_t size;
+    result r;
+} meas;
+
+static meas results[K_COUNT * 2 * MAX_SIZES];
+static int n_results;
+
+static const meas *find(int kind, int bcase, size_t size)
+{
+    int i;
+    for (i = 0; i < n_results; i++)
+        if (results[i].kind == kind && results[i].bcase == bcase &&
+            results[i].size == size && results[i].r.ok)
+            return &results[i];
+    return NULL;
+}
+
+static void fmt_size(char *b, size_t cap, size_t s)
+{
+    if (s >= 1048576 && s % 1048576 == 0)
+        snprintf(b, cap, "%lu MiB", (unsigned long)(s / 1048576));
+    else if (s >= 1024 && s % 1024 == 0)
+        snprintf(b, cap, "%lu KiB", (unsigned long)(s / 1024));
+    else
+        snprintf(b, cap, "%lu B", (unsigned long)s);
+}
+
+static void measure_pingpong(int kind, size_t size)
+{
+    meas *m = &results[n_results++];
+    job j;
+    char sz[32];
+
+    memset(&j, 0, sizeof(j));
+    j.kind = kind;
+    j.bcase = C_PINGPONG;
+    j.size = size;
+    j.seconds = cfg.pp_seconds;
+    j.warm_seconds = cfg.pp_warm;
+    if (cfg.count > 0) {
+        j.count = cfg.count;
+        j.warm_seconds = 0;
+    }
+    fmt_size(sz, sizeof(sz), size);
+    fprintf(stderr, "  pingpong %-7s %-13s ", sz, kind_label(kind));
+    fflush(stderr);
+    run_job(&j, &m->r);
+    m->kind = kind;
+    m->bcase = C_PINGPONG;
+    m->size = size;
+    if (m->r.ok)
+        fprintf(stderr, "p50 %9.2f us  p99 %9.2f us  p99.9 %9.2f us  (%ld)\n",
+                m->r.p50_us, m->r.p99_us, m->r.p999_us, m->r.samples);
+    else
+        fprintf(stderr, "FAILED: %s\n", m->r.err);
+}
+
+static void measure_stream(int kind, size_t size)
+{
+    meas *m = &results[n_results++];
+    job j;
+    char sz[32];
+    double rate;
+    long pilot;
+
+    memset(&j, 0, sizeof(j));
+    j.kind = kind;
+    j.bcase = C_STREAM;
+    j.size = size;
+    fmt_size(sz, sizeof(sz), size);
+    fprintf(stderr, "  stream   %-7s %-13s ", sz, kind_label(kind));
+    fflush(stderr);
+    /* Pilot: about 16 MiB (at least 16, at most 50,000 messages) to learn
+     * the rate, then a count that lasts about st_seconds. */
+    pilot = (long)((16u << 20) / size);
+    if (pilot < 16)
+        pilot = 16;
+    if (pilot > 50000)
+        pilot = 50000;
+    if (cfg.quick && pilot > 10000)
+        pilot = 10000;
+    j.count = pilot;
+    j.warm = pilot / 10;
+    if (cfg.count > 0) {
+        /* --count: exactly that many, no pilot, no warm-up. */
+        j.count = cfg.count;
+        j.warm = 0;
+    }
+    run_job(&j, &m->r);
+    if (m->r.ok && cfg.count <= 0) {
+        rate = m->r.msgs_per_s;
+        j.count = (long)(rate * cfg.st_seconds);
+        if (j.count < pilot)
+            j.count = pilot;
+        if (j.count > 100000000L)
+            j.count = 100000000L;
+        j.warm = j.count / 10;
+        run_job(&j, &m->r);
+    }
+    m->kind = kind;
+    m->bcase = C_STREAM;
+    m->size = size;
+    if (m->r.ok)
+        fprintf(stderr, "%12.0f msgs/s  %10.1f MiB/s  (%ld in %.2f s)\n",
+                m->r.msgs_per_s, m->r.mib_per_s, m->r.samples, m->r.seconds);
+    else
+        fprintf(stderr, "FAILED: %s\n", m->r.err);
+}
+
+/* ---- Output
+ * ------------------------------------------------------------------------ */
+
+static const char *ratio(char *b, size_t cap, double v, double base)
+{
+    if (base <= 0 || v <= 0)
+        snprintf(b, cap, "%s", "-");
+    else
+        snprintf(b, cap, "%.2fx", v / base);
+    return b;
+}
+
+static void print_table(void)
+{
+    int i, k;
+    char sz[32], r1[32], r2[32], r3[32], r4[32];
+    int have_rawfifo = 0;
+
+    for (i = 0; i < n_results; i++)
+        if (results[i].kind == K_RAWFIFO && results[i].r.ok)
+            have_rawfifo = 1;
+
+    if (cfg.cases[C_PINGPONG]) {
+        printf("\nPing-pong latency: one message in flight, full round trip "
+               "(microseconds)\n");
+        printf("%-8s %-14s %9s %9s %9s  %9s %9s %9s%s\n", "size", "transport",
+               "p50", "p99", "p99.9", "p50/raw", "p99/raw", "p99.9/raw",
+               have_rawfifo ? "  p50/rawfifo" : "");
+        for (i = 0; i < n_pp_sizes; i++) {
+            const meas *raw = find(K_RAW, C_PINGPONG, pp_sizes[i]);
+            const meas *rf = find(K_RAWFIFO, C_PINGPONG, pp_sizes[i]);
+            fmt_size(sz, sizeof(sz), pp_sizes[i]);
+            for (k = 0; k < K_COUNT; k++) {
+                const meas *m;
+                if (!cfg.kinds[k])
+                    continue;
+                m = find(k, C_PINGPONG, pp_sizes[i]);
+                if (m == NULL) {
+                    printf("%-8s %-14s %9s\n", sz, kind_label(k), "failed");
+                    continue;
+                }
+                printf(
+                    "%-8s %-14s %9.2f %9.2f %9.2f  %9s %9s %9s", sz,
+                    kind_label(k), m->r.p50_us, m->r.p99_us, m->r.p999_us,
+                    ratio(r1, sizeof(r1), m->r.p50_us, raw ? raw->r.p50_us : 0),
+                    ratio(r2, sizeof(r2), m->r.p99_us, raw ? raw->r.p99_us : 0),
+                    ratio(r3, sizeof(r3), m->r.p999_us,
+                          raw ? raw->r.p999_us : 0));
+                if (have_rawfifo)
+                    printf("  %12s", ratio(r4, sizeof(r4), m->r.p50_us,
+                                           rf ? rf->r.p50_us : 0));
+                printf("\n");
+            }
+        }
+    }
+    if (cfg.cases[C_STREAM]) {
+        printf("\nStreaming throughput: one way, back to back\n");
+        printf("%-8s %-14s %14s %12s  %9s%s\n", "size", "transport", "msgs/s",
+               "MiB/s", "x raw", have_rawfifo ? "  x rawfifo" : "");
+        for (i = 0; i < n_st_sizes; i++) {
+            const meas *raw = find(K_RAW, C_STREAM, st_sizes[i]);
+            const meas *rf = find(K_RAWFIFO, C_STREAM, st_sizes[i]);
+            fmt_size(sz, sizeof(sz), st_sizes[i]);
+            for (k = 0; k < K_COUNT; k++) {
+                const meas *m;
+                if (!cfg.kinds[k])
+                    continue;
+                m = find(k, C_STREAM, st_sizes[i]);
+                if (m == NULL) {
+                    printf("%-8s %-14s %14s\n", sz, kind_label(k), "failed");
+                    continue;
+                }
+                printf("%-8s %-14s %14.0f %12.1f  %9s", sz, kind_label(k),
+                       m->r.msgs_per_s, m->r.mib_per_s,
+                       ratio(r1, sizeof(r1), m->r.msgs_per_s,
+                             raw ? raw->r.msgs_per_s : 0));
+                if (have_rawfifo)
+                    printf("  %10s", ratio(r4, sizeof(r4), m->r.msgs_per_s,
+                                           rf ? rf->r.msgs_per_s : 0));
+                printf("\n");
+            }
+        }
+    }
+    printf("\nRatios are transport/raw in the same run: below 1.00x is "
+           "faster than raw for latency, slower than raw for throughput.\n");
+}
+
+static void print_csv(FILE *f)
+{
+    int i;
+    fprintf(f, "transport,case,size,metric,value\n");
+    for (i = 0; i < n_results; i++) {
+        const meas *m = &results[i];
+        const char *t = kind_label(m->kind);
+        unsigned long s = (unsigned long)m->size;
+        if (!m->r.ok)
+            continue;
+        if (m->bcase == C_PINGPONG) {
+            fprintf(f, "%s,pingpong,%lu,p50_us,%.3f\n", t, s, m->r.p50_us);
+            fprintf(f, "%s,pingpong,%lu,p99_us,%.3f\n", t, s, m->r.p99_us);
+            fprintf(f, "%s,pingpong,%lu,p999_us,%.3f\n", t, s, m->r.p999_us);
+        } else {
+            fprintf(f, "%s,stream,%lu,msgs_per_s,%.1f\n", t, s,
+                    m->r.msgs_per_s);
+            fprintf(f, "%s,stream,%lu,mib_per_s,%.2f\n", t, s, m->r.mib_per_s);
+        }
+    }
+}
+
+/* ---- Command line
+ * ---------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    int k;
+    fprintf(f, "usage: msgpipe_bench [options]\n"
+               "  --quick            every case briefly (the whole run well "
+               "under 60 s)\n"
+               "  --csv              print transport,case,size,metric,value "
+               "lines instead of tables\n"
+               "  --csv-file=PATH    also write those lines to PATH\n"
+               "  --transports=LIST  comma-separated, from:");
+    for (k = 0; k < K_COUNT; k++)
+        if (kind_available(k))
+            fprintf(f, " %s", kind_names[k]);
+    fprintf(f,
+            "\n"
+            "                     (default: all built in but rawpoll; rawfifo "
+            "only with the FIFO build)\n"
+            "  --cases=LIST       pingpong,stream (default both)\n"
+            "  --pp-sizes=LIST    ping-pong sizes in bytes (default "
+            "16,256,4096,65536)\n"
+            "  --st-sizes=LIST    stream sizes in bytes (default "
+            "64,4096,65536,1048576)\n"
+            "  --time=SECONDS     measured time of each case (default 2 for "
+            "ping-pong, 1 for stream;\n"
+            "                     --quick: 0.25 and 0.2)\n"
+            "  --count=N          exactly N round trips / N messages per "
+            "case, no warm-up\n"
+            "                     (for counting system calls; no pilot "
+            "run)\n"
+            "  --pin              put the two peers on CPUs 0 and 1 (Linux)\n"
+            "  --list             print the transports built in and exit\n");
+}
+
+static int parse_sizes(const char *s, size_t *out, int *n)
+{
+    int k = 0;
+    while (*s && k < MAX_SIZES) {
+        char *end;
+        unsigned long v = strtoul(s, &end, 10);
+        if (end == s || v == 0 || v > (64ul << 20))
+            return -1;
+        out[k++] = (size_t)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return -1;
+    }
+    *n = k;
+    return k > 0 ? 0 : -1;
+}
+
+static int has_word(const char *list, const char *w)
+{
+    size_t n = strlen(w);
+    const char *p = list;
+    while ((p = strstr(p, w)) != NULL) {
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0))
+            return 1;
+        p += n;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int i, k;
+    double t = -1;
+    const char *tlist = NULL, *clist = NULL, *csv_file = NULL;
+
+#ifdef _WIN32
+    if (argc > 1 && strcmp(argv[1], "--peer") == 0)
+        return peer_main(argc, argv);
+#else
+    signal(SIGPIPE, SIG_IGN);
+#endif
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--quick") == 0)
+            cfg.quick = 1;
+        else if (strcmp(a, "--csv") == 0)
+            cfg.csv = 1;
+        else if (strncmp(a, "--csv-file=", 11) == 0)
+            csv_file = a + 11;
+        else if (strcmp(a, "--pin") == 0)
+            cfg.pin = 1;
+        else if (strncmp(a, "--transports=", 13) == 0)
+            tlist = a + 13;
+        else if (strncmp(a, "--cases=", 8) == 0)
+            clist = a + 8;
+        else if (strncmp(a, "--count=", 8) == 0)
+            cfg.count = atol(a + 8);
+        else if (strncmp(a, "--time=", 7) == 0)
+            t = atof(a + 7);
+        else if (strncmp(a, "--pp-sizes=", 11) == 0) {
+            if (parse_sizes(a + 11, pp_sizes, &n_pp_sizes) != 0)
+                return usage(stderr), 2;
+        } else if (strncmp(a, "--st-sizes=", 11) == 0) {
+            if (parse_sizes(a + 11, st_sizes, &n_st_sizes) != 0)
+                return usage(stderr), 2;
+        } else if (strcmp(a, "--list") == 0) {
+            for (k = 0; k < K_COUNT; k++)
+                if (kind_available(k))
+                    printf("%s\n", kind_names[k]);
+            printf("(msgpipe is %s: \"%s\")\n", msgpipe_backend(),
+                   kind_label(K_MSGPIPE));
+            return 0;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "msgpipe_bench: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    cfg.pp_seconds = cfg.quick ? 0.25 : 2.0;
+    cfg.pp_warm = cfg.quick ? 0.05 : 0.2;
+    cfg.st_seconds = cfg.quick ? 0.2 : 1.0;
+    if (t > 0)
+        cfg.pp_seconds = cfg.st_seconds = t;
+    for (k = 0; k < K_COUNT; k++) {
+        if (tlist != NULL) {
+            cfg.kinds[k] = has_word(tlist, kind_names[k]);
+            if (cfg.kinds[k] && !kind_available(k)) {
+                fprintf(stderr, "msgpipe_bench: transport %s is not built in\n",
+                        kind_names[k]);
+                return 2;
+            }
+        } else {
+            cfg.kinds[k] = kind_available(k) && k != K_RAWPOLL &&
+                           (k != K_RAWFIFO ||
+                            strcmp(msgpipe_backend(), "posix-fifo") == 0);
+        }
+    }
+    cfg.cases[C_PINGPONG] = clist == NULL || has_word(clist, "pingpong");
+    cfg.cases[C_STREAM] = clist == NULL || has_word(clist, "stream");
+
+    fprintf(stderr, "msgpipe_bench: msgpipe %s (%s), pid %ld%s\n",
+            msgpipe_version_string(), msgpipe_backend(), my_pid(),
+            cfg.quick ? ", quick" : "");
+    if (cfg.cases[C_PINGPONG])
+        for (i = 0; i < n_pp_sizes; i++)
+            for (k = 0; k < K_COUNT; k++)
+                if (cfg.kinds[k])
+                    measure_pingpong(k, pp_sizes[i]);
+    if (cfg.cases[C_STREAM])
+        for (i = 0; i < n_st_sizes; i++)
+            for (k = 0; k < K_COUNT; k++)
+                if (cfg.kinds[k])
+                    measure_stream(k, st_sizes[i]);
+    if (cfg.csv)
+        print_csv(stdout);
+    else
+        print_table();
+    if (csv_file != NULL) {
+        FILE *f = fopen(csv_file, "w");
+        if (f == NULL) {
+            fprintf(stderr, "msgpipe_bench: %s: %s\n", csv_file,
+                    strerror(errno));
+            return 1;
+        }
+        print_csv(f);
+        fclose(f);
+    }
+    for (i = 0; i < n_results; i++)
+        if (!results[i].r.ok)
+            return 1;
+    return 0;
+}
