@@ -144,9 +144,22 @@ static ssize_t msgpipe__writev_nosig(int fd, const struct iovec *iov, int cnt)
     return rc;
 }
 
-ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt)
+/* A FIFO's descriptors stay non-blocking (there is no MSG_DONTWAIT for
+ * read() and write()): block is always 0 here (p->can_block is 0). */
+ssize_t msgpipe__t_readv(msgpipe *p, const struct iovec *iov, int cnt,
+                         int block)
 {
-    ssize_t n = msgpipe__writev_nosig(p->wfd, iov, cnt);
+    (void)block;
+    return msgpipe__sys.readv(p->fd, iov, cnt);
+}
+
+ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt,
+                          int block)
+{
+    ssize_t n;
+
+    (void)block;
+    n = msgpipe__writev_nosig(p->wfd, iov, cnt);
 
     if (n > 0 && p->conn != NULL)
         ((msgpipe__fifo_conn *)p->conn)->sent = 1;

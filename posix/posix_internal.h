@@ -36,6 +36,7 @@ struct msgpipe {
      * no MSG_NOSIGNAL for write()); a FIFO client is "connecting" until
      * the server has accepted it (see posix_fifo.c). */
     int fifo;
+    int can_block; /* socket: blocking descriptor, MSG_DONTWAIT per call */
     int connecting;
     void *conn; /* the transport's connect state, or NULL */
     int64_t peer_pid, peer_uid, peer_gid; /* FIFO: from the handshake */
@@ -57,7 +58,8 @@ struct msgpipe {
     /* Send side: touched only by the sending thread. */
     uint8_t *tx; /* unsent tail of a message already committed */
     size_t tx_len, tx_off;
-    int tx_err; /* sticky: ECLOSED once the peer has gone */
+    int tx_err;   /* sticky: ECLOSED once the peer has gone */
+    int tx_timed; /* a send with a finite timeout was made (see read_some) */
     /* Guards tx/tx_len/tx_off/tx_err.  The sender holds it for the whole
      * send; a receiver waiting for input only tries it, to push out the
      * tail of a committed message while the sender is idle. */
@@ -115,8 +117,14 @@ void msgpipe__t_release(msgpipe *p, int64_t linger);
 int msgpipe__t_server_ready(msgpipe_server *s);
 
 /* Write iov[0..cnt) once to a pipe's write descriptor, never raising
- * SIGPIPE.  Returns bytes written or -1 with errno (as writev). */
-ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt);
+ * SIGPIPE, or read into iov[0..cnt) once from its read descriptor.
+ * Returns bytes moved or -1 with errno (as writev/readv).  block is 1 only
+ * when p->can_block and the call may wait (then it does, as a blocking
+ * call); otherwise the call never waits (EAGAIN). */
+ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt,
+                          int block);
+ssize_t msgpipe__t_readv(msgpipe *p, const struct iovec *iov, int cnt,
+                         int block);
 
 /* ---- System calls -------------------------------------------------------
 
@@ -126,6 +134,8 @@ ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt);
  * touch it; by default it holds the system's functions. */
 typedef struct msgpipe__syscalls {
     ssize_t (*read)(int fd, void *buf, size_t n);
+    ssize_t (*readv)(int fd, const struct iovec *iov, int cnt);
+    ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
     ssize_t (*writev)(int fd, const struct iovec *iov, int cnt);
     ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
     /* accept a connection: a non-blocking, close-on-exec descriptor */

@@ -31,6 +31,8 @@
 
 #define MSGPIPE__SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
 
+static int msgpipe__socket_pipe(int fd, const msgpipe__opts *o, msgpipe **out);
+
 /* MSG_NOSIGNAL keeps a write to a closed peer from raising SIGPIPE on Linux
  * and the BSDs; macOS has no such flag and uses SO_NOSIGPIPE on the socket
  * instead (msgpipe__nosigpipe). */
@@ -246,10 +248,8 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
         if (rc != MSGPIPE_OK)
             return rc;
         fd = msgpipe__sys.accept(s->fd);
-        if (fd >= 0) {
-            msgpipe__nosigpipe(fd);
-            return msgpipe__pipe_new(fd, &s->opts, out);
-        }
+        if (fd >= 0)
+            return msgpipe__socket_pipe(fd, &s->opts, out);
         switch (errno) {
         case EAGAIN:
 #if EWOULDBLOCK != EAGAIN
@@ -282,10 +282,8 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
 
     for (;;) {
         err = msgpipe__try_connect(name, &fd);
-        if (err == 0) {
-            msgpipe__nosigpipe(fd);
-            return msgpipe__pipe_new(fd, o, out);
-        }
+        if (err == 0)
+            return msgpipe__socket_pipe(fd, o, out);
         switch (err) {
         case ENOENT:
         case ECONNREFUSED:
@@ -373,12 +371,46 @@ int msgpipe__t_server_ready(msgpipe_server *s)
     return 0;
 }
 
-ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt)
+/* A connected socket is left in blocking mode and every call that must not
+ * wait says MSG_DONTWAIT: then a wait without a deadline is one blocking
+ * call instead of poll() and a read - the difference between msgpipe and a
+ * raw socket in a request/answer exchange. */
+ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt,
+                          int block)
 {
     struct msghdr mh;
 
     memset(&mh, 0, sizeof(mh));
     mh.msg_iov = (struct iovec *)iov;
     mh.msg_iovlen = cnt;
-    return msgpipe__sys.sendmsg(p->wfd, &mh, MSGPIPE__SEND_FLAGS);
+    return msgpipe__sys.sendmsg(
+        p->wfd, &mh, MSGPIPE__SEND_FLAGS | (block ? 0 : MSG_DONTWAIT));
+}
+
+ssize_t msgpipe__t_readv(msgpipe *p, const struct iovec *iov, int cnt,
+                         int block)
+{
+    struct msghdr mh;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = (struct iovec *)iov;
+    mh.msg_iovlen = cnt;
+    return msgpipe__sys.recvmsg(p->fd, &mh, block ? 0 : MSG_DONTWAIT);
+}
+
+/* Wrap a connected socket: blocking mode, see msgpipe__t_writev. */
+static int msgpipe__socket_pipe(int fd, const msgpipe__opts *o, msgpipe **out)
+{
+    int fl = fcntl(fd, F_GETFL), rc;
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        rc = msgpipe__from_errno(errno);
+        close(fd);
+        return rc;
+    }
+    msgpipe__nosigpipe(fd);
+    rc = msgpipe__pipe_new(fd, o, out);
+    if (rc == MSGPIPE_OK)
+        (*out)->can_block = 1;
+    return rc;
 }

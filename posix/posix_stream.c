@@ -37,8 +37,8 @@
 
 /* ---- System calls ------------------------------------------------------- */
 
-msgpipe__syscalls msgpipe__sys = {read, writev, sendmsg,
-                                  msgpipe__accept_cloexec, poll};
+msgpipe__syscalls msgpipe__sys = {
+    read, readv, recvmsg, writev, sendmsg, msgpipe__accept_cloexec, poll};
 
 /* ---- Time and waiting -------------------------------------------------- */
 
@@ -155,7 +155,7 @@ int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
 /* Write from iov[0..cnt) starting `done` bytes in, once.  Returns bytes
  * written (> 0), 0 if the descriptor is full, or a negative error. */
 static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
-                               size_t done, size_t *n)
+                               size_t done, size_t *n, int block)
 {
     struct iovec v[2];
     ssize_t rc;
@@ -172,7 +172,7 @@ static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
         k++;
     }
     for (;;) {
-        rc = msgpipe__t_writev(p, v, k);
+        rc = msgpipe__t_writev(p, v, k, block);
         if (rc >= 0) {
             *n = (size_t)rc;
             return MSGPIPE_OK;
@@ -191,11 +191,13 @@ static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
 static int msgpipe__write_all(msgpipe *p, const struct iovec *iov, int cnt,
                               size_t total, size_t *done, int64_t deadline)
 {
+    /* No deadline on a socket: one blocking call writes it all. */
+    int block = deadline < 0 && p->can_block;
     size_t n = 0;
     int rc;
 
     while (*done < total) {
-        rc = msgpipe__write_once(p, iov, cnt, *done, &n);
+        rc = msgpipe__write_once(p, iov, cnt, *done, &n, block);
         if (rc != MSGPIPE_OK)
             return rc;
         if (n > 0) {
@@ -258,6 +260,8 @@ static int msgpipe__send_locked(msgpipe *p, const void *msg, size_t len,
 
     if (p->tx_err != MSGPIPE_OK)
         return p->tx_err;
+    if (timeout_ms >= 0)
+        p->tx_timed = 1;
     if (p->connecting) {
         /* A FIFO client may send before the server has accepted it (as
          * into a socket's backlog); only a refusal stops it. */
@@ -318,7 +322,7 @@ static int msgpipe__push_tail(msgpipe *p)
     while (p->tx != NULL && p->tx_err == MSGPIPE_OK) {
         v.iov_base = p->tx;
         v.iov_len = p->tx_len;
-        rc = msgpipe__write_once(p, &v, 1, p->tx_off, &n);
+        rc = msgpipe__write_once(p, &v, 1, p->tx_off, &n, 0);
         if (rc != MSGPIPE_OK) {
             p->tx_err = rc == MSGPIPE_ECLOSED ? MSGPIPE_ECLOSED : MSGPIPE_EIO;
             return 0;
@@ -387,19 +391,38 @@ static int msgpipe__wait_rx(msgpipe *p, int64_t deadline)
     }
 }
 
-/* Read once into dst (up to cap bytes), waiting until the deadline.
- * Returns OK with *n > 0, ETIMEDOUT, ECLOSED at end of pipe, or an error. */
-static int msgpipe__read_some(msgpipe *p, void *dst, size_t cap, size_t *n,
-                              int64_t deadline)
+/* May a receive without a deadline wait in one blocking call?  Only on a
+ * socket, and only while it need not finish a half-sent message meanwhile:
+ * no tail is pending, and no send on this pipe ever had a finite timeout
+ * (only those leave tails).  A send running right now makes the answer no.
+ * The rule costs one uncontended lock and saves a poll() per receive. */
+static int msgpipe__rx_may_block(msgpipe *p)
+{
+    int ok = 0;
+
+    if (pthread_mutex_trylock(&p->tx_lock) == 0) {
+        ok = p->tx == NULL && !p->tx_timed;
+        pthread_mutex_unlock(&p->tx_lock);
+    }
+    return ok;
+}
+
+/* Read once into iov[0..cnt) (want bytes in all), waiting until the
+ * deadline.  Returns OK with *n > 0, ETIMEDOUT, ECLOSED at end of pipe, or
+ * an error. */
+static int msgpipe__read_some(msgpipe *p, const struct iovec *iov, int cnt,
+                              size_t want, size_t *n, int64_t deadline)
 {
     ssize_t rc;
-    int w;
+    int w, block = 0;
 
+    if (deadline < 0 && p->can_block)
+        block = msgpipe__rx_may_block(p);
     /* When the last read found nothing, this one most likely will too
      * (a request/answer exchange): wait first, and save the read that
      * would only say EAGAIN.  (Not with timeout 0: that read is the
-     * cheapest way to look.) */
-    if (p->rx_wait_first && msgpipe__remaining(deadline) != 0) {
+     * cheapest way to look; not when one blocking read does both.) */
+    if (!block && p->rx_wait_first && msgpipe__remaining(deadline) != 0) {
         w = msgpipe__wait_rx(p, deadline);
         if (w < 0)
             return w;
@@ -407,11 +430,11 @@ static int msgpipe__read_some(msgpipe *p, void *dst, size_t cap, size_t *n,
             return MSGPIPE_ETIMEDOUT;
     }
     for (;;) {
-        rc = msgpipe__sys.read(p->fd, dst, cap);
+        rc = msgpipe__t_readv(p, iov, cnt, block);
         if (rc > 0) {
-            /* A full buffer means more is probably waiting: read first
-             * next time; otherwise the sender is the slower side. */
-            p->rx_wait_first = (size_t)rc < cap;
+            /* Everything asked for means more is probably waiting: read
+             * first next time; otherwise the sender is the slower side. */
+            p->rx_wait_first = (size_t)rc < want;
             *n = (size_t)rc;
             return MSGPIPE_OK;
         }
@@ -435,6 +458,42 @@ static int msgpipe__read_some(msgpipe *p, void *dst, size_t cap, size_t *n,
     }
 }
 
+/* Read into dst (up to cap bytes). */
+static int msgpipe__read_into(msgpipe *p, void *dst, size_t cap, size_t *n,
+                              int64_t deadline)
+{
+    struct iovec v;
+
+    v.iov_base = dst;
+    v.iov_len = cap;
+    return msgpipe__read_some(p, &v, 1, cap, n, deadline);
+}
+
+/* Read the rest of a payload straight into dst (rest bytes), and whatever
+ * follows it into the (empty) receive buffer, in one call. */
+static int msgpipe__read_rest(msgpipe *p, uint8_t *dst, size_t rest, size_t *n,
+                              int64_t deadline)
+{
+    struct iovec v[2];
+    size_t got = 0;
+    int rc;
+
+    p->rpos = p->rend = 0;
+    v[0].iov_base = dst;
+    v[0].iov_len = rest;
+    v[1].iov_base = p->rbuf;
+    v[1].iov_len = MSGPIPE__RBUF_SIZE;
+    rc = msgpipe__read_some(p, v, 2, rest + MSGPIPE__RBUF_SIZE, &got, deadline);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    if (got > rest) {
+        p->rend = got - rest;
+        got = rest;
+    }
+    *n = got;
+    return MSGPIPE_OK;
+}
+
 /* Read more bytes into the receive buffer, after what is unread. */
 static int msgpipe__fill(msgpipe *p, int64_t deadline)
 {
@@ -448,7 +507,7 @@ static int msgpipe__fill(msgpipe *p, int64_t deadline)
         p->rend -= p->rpos;
         p->rpos = 0;
     }
-    rc = msgpipe__read_some(p, p->rbuf + p->rend, MSGPIPE__RBUF_SIZE - p->rend,
+    rc = msgpipe__read_into(p, p->rbuf + p->rend, MSGPIPE__RBUF_SIZE - p->rend,
                             &n, deadline);
     if (rc == MSGPIPE_OK)
         p->rend += n;
@@ -583,7 +642,7 @@ static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, int64_t deadline)
             continue;
         }
         if (need - got >= MSGPIPE__RBUF_SIZE) {
-            rc = msgpipe__read_some(p, dst + got, need - got, &n, deadline);
+            rc = msgpipe__read_rest(p, dst + got, need - got, &n, deadline);
             if (rc == MSGPIPE_OK)
                 got += n;
         } else {
@@ -640,7 +699,7 @@ static int msgpipe__payload_hold(msgpipe *p, int64_t deadline)
             room = p->hold_cap - p->hold_len;
             if (room > need - p->hold_len)
                 room = need - p->hold_len;
-            rc = msgpipe__read_some(p, p->hold + p->hold_len, room, &n,
+            rc = msgpipe__read_into(p, p->hold + p->hold_len, room, &n,
                                     deadline);
             if (rc == MSGPIPE_OK)
                 p->hold_len += n;

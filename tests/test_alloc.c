@@ -242,6 +242,18 @@ static ssize_t s_read(int fd, void *buf, size_t n)
     return real_sys.read(fd, buf, n);
 }
 
+static ssize_t s_readv(int fd, const struct iovec *iov, int cnt)
+{
+    c_reads++;
+    return real_sys.readv(fd, iov, cnt);
+}
+
+static ssize_t s_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    c_reads++;
+    return real_sys.recvmsg(fd, msg, flags);
+}
+
 static ssize_t s_writev(int fd, const struct iovec *iov, int cnt)
 {
     c_writes++;
@@ -281,6 +293,8 @@ static int setup_sys(void **state)
     (void)state;
     real_sys = msgpipe__sys;
     msgpipe__sys.read = s_read;
+    msgpipe__sys.readv = s_readv;
+    msgpipe__sys.recvmsg = s_recvmsg;
     msgpipe__sys.writev = s_writev;
     msgpipe__sys.sendmsg = s_sendmsg;
     msgpipe__sys.accept = s_accept;

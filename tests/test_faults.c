@@ -230,6 +230,64 @@ static ssize_t t_read(int fd, void *buf, size_t n)
     return real_sys.read(fd, buf, n);
 }
 
+/* The same for the vectored reads the engine makes (readv for FIFOs,
+ * recvmsg for sockets): the fault, or the first byte only. */
+static long read_plan(void)
+{
+    read_calls++;
+    switch (read_mode) {
+    case EINTR_EVERY_OTHER:
+        if (read_calls % 2) {
+            errno = EINTR;
+            return -1;
+        }
+        return 0;
+    case EAGAIN_EVERY_OTHER:
+        if (read_calls % 2) {
+            errno = EAGAIN;
+            return -1;
+        }
+        return 0;
+    case ONE_BYTE:
+        return 1;
+    case FAIL:
+        errno = fail_errno;
+        return -1;
+    case PASS:
+        break;
+    }
+    return 0;
+}
+
+static int first_byte(const struct iovec *iov, int cnt, struct iovec *one);
+
+static ssize_t t_readv(int fd, const struct iovec *iov, int cnt)
+{
+    struct iovec one;
+    long plan = read_plan();
+    if (plan < 0)
+        return -1;
+    if (plan == 1 && first_byte(iov, cnt, &one))
+        return real_sys.readv(fd, &one, 1);
+    return real_sys.readv(fd, iov, cnt);
+}
+
+static ssize_t t_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    struct iovec one;
+    struct msghdr m;
+    long plan = read_plan();
+    if (plan < 0)
+        return -1;
+    if (plan == 1 && first_byte(msg->msg_iov, (int)msg->msg_iovlen, &one)) {
+        m = *msg;
+        m.msg_iov = &one;
+        m.msg_iovlen = 1;
+        return real_sys.recvmsg(fd, &m, flags);
+    }
+    return real_sys.recvmsg(fd, msg, flags);
+}
+
 /* Decide for a write: -1 (errno set) to fail it, else how many bytes it
  * may move at most (0: no limit). */
 static long write_plan(void)
@@ -329,6 +387,8 @@ static int setup_sys(void **state)
     (void)state;
     real_sys = msgpipe__sys;
     msgpipe__sys.read = t_read;
+    msgpipe__sys.readv = t_readv;
+    msgpipe__sys.recvmsg = t_recvmsg;
     msgpipe__sys.writev = t_writev;
     msgpipe__sys.sendmsg = t_sendmsg;
     msgpipe__sys.accept = t_accept;
