@@ -158,6 +158,16 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
  * when len is 0. */
 int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms);
 
+/* Send n messages (each checked: data non-NULL when len > 0); *sent is
+ * set, as msgpipe_send_batch documents. */
+int msgpipe__b_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
+                          size_t *sent, int timeout_ms);
+
+/* A msgpipe__b_send_batch for backends that send one message per call:
+ * msgpipe__b_send for each, within the one timeout (api/core.c). */
+int msgpipe__send_batch_each(msgpipe *p, const msgpipe_msg *msgs, size_t n,
+                             size_t *sent, int timeout_ms);
+
 /* Receive one message into buf; ENOBUFS keeps it queued; EMSGSIZE drops it.
  * buf may be NULL when cap is 0. */
 int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,

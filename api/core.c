@@ -336,6 +336,48 @@ int msgpipe_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
     return msgpipe__b_send(p, msg, len, timeout_ms);
 }
 
+int msgpipe_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
+                       size_t *sent, int timeout_ms)
+{
+    size_t i, dummy;
+
+    if (sent == NULL)
+        sent = &dummy;
+    *sent = 0;
+    if (p == NULL || (msgs == NULL && n > 0) ||
+        !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    for (i = 0; i < n; i++)
+        if (msgs[i].data == NULL && msgs[i].len > 0)
+            return MSGPIPE_EINVAL;
+    if (n == 0)
+        return MSGPIPE_OK;
+    return msgpipe__b_send_batch(p, msgs, n, sent, timeout_ms);
+}
+
+int msgpipe__send_batch_each(msgpipe *p, const msgpipe_msg *msgs, size_t n,
+                             size_t *sent, int timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : msgpipe__now_ms() + timeout_ms;
+    int64_t left = -1;
+    size_t i;
+    int rc = MSGPIPE_OK;
+
+    for (i = 0; i < n && rc == MSGPIPE_OK; i++) {
+        if (deadline >= 0) {
+            left = deadline - msgpipe__now_ms();
+            if (left < 0)
+                left = 0;
+            if (left > INT_MAX)
+                left = INT_MAX;
+        }
+        rc = msgpipe__b_send(p, msgs[i].data, msgs[i].len, (int)left);
+        if (rc == MSGPIPE_OK)
+            (*sent)++;
+    }
+    return rc;
+}
+
 int msgpipe_recv(msgpipe *p, void *buf, size_t cap, size_t *len, int timeout_ms)
 {
     if (len != NULL)

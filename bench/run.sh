@@ -11,7 +11,8 @@
 # drawn.
 #
 # Builds Release (-O2) into build/bench-socket and build/bench-fifo, runs
-# each benchmark once (tables on the terminal, CSV into build/bench-*.csv)
+# each benchmark once, then msgpipe's streaming again with
+# msgpipe_send_batch (tables on the terminal, CSV into build/bench-*.csv)
 # and, with gnuplot, draws build/bench-performance.png.  Nothing here is a
 # pass/fail test: the exit status only says whether every case ran.
 set -euo pipefail
@@ -48,6 +49,11 @@ for transport in socket fifo; do
     echo "==== msgpipe_bench, $transport transport" >&2
     "$dir/bench/msgpipe_bench" --csv-file="build/bench-$transport.csv" "$@" ||
         status=1
+    # Streaming again with msgpipe_send_batch (64 messages per call): what
+    # a program sending many small messages should use.
+    echo "==== msgpipe_bench, $transport transport, msgpipe_send_batch" >&2
+    "$dir/bench/msgpipe_bench" --cases=stream --transports=msgpipe --batch=64 \
+        --csv-file="build/bench-$transport-batch.csv" "$@" || status=1
 done
 if command -v gnuplot >/dev/null 2>&1; then
     gnuplot -e "sock='build/bench-socket.csv'; fifo='build/bench-fifo.csv'; out='build/bench-performance.png'" \

@@ -152,12 +152,18 @@ int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
 
 /* ---- Sending ----------------------------------------------------------- */
 
-/* Write from iov[0..cnt) starting `done` bytes in, once.  Returns bytes
- * written (> 0), 0 if the descriptor is full, or a negative error. */
+/* The most vectors one write takes: the header and payload of
+ * MSGPIPE__BATCH messages. */
+#define MSGPIPE__BATCH 128
+#define MSGPIPE__IOV_MAX (2 * MSGPIPE__BATCH)
+
+/* Write from iov[0..cnt) (cnt <= MSGPIPE__IOV_MAX) starting `done` bytes
+ * in, once.  Returns OK with *n bytes written (0 if the descriptor is
+ * full), or an error. */
 static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
                                size_t done, size_t *n, int block)
 {
-    struct iovec v[2];
+    struct iovec v[MSGPIPE__IOV_MAX];
     ssize_t rc;
     int i, k = 0;
 
@@ -234,28 +240,75 @@ static int msgpipe__flush_tx(msgpipe *p, int64_t deadline)
     return rc;
 }
 
-static int msgpipe__send_locked(msgpipe *p, const void *msg, size_t len,
-                                int timeout_ms);
+static int msgpipe__send_locked(msgpipe *p, const msgpipe_msg *msgs, size_t n,
+                                size_t *sent, int timeout_ms);
 
 int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
 {
+    msgpipe_msg one;
+    size_t sent = 0;
     int rc;
 
     if ((uint64_t)len > p->opts.max_message)
         return MSGPIPE_EMSGSIZE;
+    one.data = msg;
+    one.len = len;
     pthread_mutex_lock(&p->tx_lock);
-    rc = msgpipe__send_locked(p, msg, len, timeout_ms);
+    rc = msgpipe__send_locked(p, &one, 1, &sent, timeout_ms);
     pthread_mutex_unlock(&p->tx_lock);
     return rc;
 }
 
-static int msgpipe__send_locked(msgpipe *p, const void *msg, size_t len,
-                                int timeout_ms)
+int msgpipe__b_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
+                          size_t *sent, int timeout_ms)
 {
-    uint8_t hdr[MSGPIPE__FRAME_HDR_MAX];
-    struct iovec iov[2];
+    size_t i;
+    int rc;
+
+    for (i = 0; i < n; i++)
+        if ((uint64_t)msgs[i].len > p->opts.max_message)
+            return MSGPIPE_EMSGSIZE;
+    pthread_mutex_lock(&p->tx_lock);
+    rc = msgpipe__send_locked(p, msgs, n, sent, timeout_ms);
+    pthread_mutex_unlock(&p->tx_lock);
+    return rc;
+}
+
+/* Keep the unwritten part of message m (header h of hlen bytes), of which
+ * `off` bytes went out, to be written before anything else. */
+static int msgpipe__commit_tail(msgpipe *p, const uint8_t *h, size_t hlen,
+                                const msgpipe_msg *m, size_t off)
+{
+    size_t rest = hlen + m->len - off;
+
+    p->tx = (uint8_t *)msgpipe__malloc(rest);
+    if (p->tx == NULL) {
+        /* The stream now holds half a message that can never be
+         * finished: the pipe cannot be used for sending any more. */
+        p->tx_err = MSGPIPE_EIO;
+        return MSGPIPE_ENOMEM;
+    }
+    if (off < hlen) {
+        memcpy(p->tx, h + off, hlen - off);
+        if (m->len > 0)
+            memcpy(p->tx + (hlen - off), m->data, m->len);
+    } else {
+        memcpy(p->tx, (const uint8_t *)m->data + (off - hlen), rest);
+    }
+    p->tx_len = rest;
+    p->tx_off = 0;
+    return MSGPIPE_OK;
+}
+
+/* Send msgs[0..n) with tx_lock held: each header and payload, for up to
+ * MSGPIPE__BATCH messages, in one system call. */
+static int msgpipe__send_locked(msgpipe *p, const msgpipe_msg *msgs, size_t n,
+                                size_t *sent, int timeout_ms)
+{
+    uint8_t hdr[MSGPIPE__BATCH][MSGPIPE__FRAME_HDR_MAX];
+    size_t hl[MSGPIPE__BATCH];
+    struct iovec iov[MSGPIPE__IOV_MAX];
     int64_t deadline;
-    size_t hlen, total, done = 0, rest;
     int rc;
 
     if (p->tx_err != MSGPIPE_OK)
@@ -274,35 +327,44 @@ static int msgpipe__send_locked(msgpipe *p, const void *msg, size_t len,
     if (rc != MSGPIPE_OK)
         goto fail;
 
-    hlen = msgpipe__frame_encode(hdr, (uint64_t)len);
-    iov[0].iov_base = hdr;
-    iov[0].iov_len = hlen;
-    iov[1].iov_base = (void *)msg;
-    iov[1].iov_len = len;
-    total = hlen + len;
-    /* Header and payload leave in one system call. */
-    rc = msgpipe__write_all(p, iov, len > 0 ? 2 : 1, total, &done, deadline);
-    if (rc == MSGPIPE_ETIMEDOUT && done > 0) {
-        /* Part of this message is in the stream already: commit it, and
-         * keep the rest to be written before anything else. */
-        rest = total - done;
-        p->tx = (uint8_t *)msgpipe__malloc(rest);
-        if (p->tx == NULL) {
-            /* The stream now holds half a message that can never be
-             * finished: the pipe cannot be used for sending any more. */
-            p->tx_err = MSGPIPE_EIO;
-            return MSGPIPE_ENOMEM;
+    while (*sent < n) {
+        const msgpipe_msg *m = msgs + *sent;
+        size_t k = 0, j, total = 0, done = 0, acc = 0;
+        int cnt = 0;
+
+        while (k < n - *sent && k < MSGPIPE__BATCH) {
+            hl[k] = msgpipe__frame_encode(hdr[k], (uint64_t)m[k].len);
+            iov[cnt].iov_base = hdr[k];
+            iov[cnt++].iov_len = hl[k];
+            if (m[k].len > 0) {
+                iov[cnt].iov_base = (void *)m[k].data;
+                iov[cnt++].iov_len = m[k].len;
+            }
+            total += hl[k] + m[k].len;
+            k++;
         }
-        if (done < hlen) {
-            memcpy(p->tx, hdr + done, hlen - done);
-            memcpy(p->tx + (hlen - done), msg, len);
-        } else {
-            memcpy(p->tx, (const uint8_t *)msg + (done - hlen), rest);
+        rc = msgpipe__write_all(p, iov, cnt, total, &done, deadline);
+        if (rc == MSGPIPE_OK) {
+            *sent += k;
+            continue;
         }
-        p->tx_len = rest;
-        p->tx_off = 0;
-        return MSGPIPE_OK;
+        if (rc != MSGPIPE_ETIMEDOUT || done == 0)
+            goto fail;
+        /* Time ran out with part of the batch in the stream: the whole
+         * messages are sent; one cut in the middle is committed (a stream
+         * cannot take back half a message) and its rest kept. */
+        for (j = 0; j < k && acc + hl[j] + m[j].len <= done; j++)
+            acc += hl[j] + m[j].len;
+        *sent += j;
+        if (acc < done) {
+            rc = msgpipe__commit_tail(p, hdr[j], hl[j], &m[j], done - acc);
+            if (rc != MSGPIPE_OK)
+                return rc;
+            (*sent)++;
+        }
+        return *sent == n ? MSGPIPE_OK : MSGPIPE_ETIMEDOUT;
     }
+    return MSGPIPE_OK;
 fail:
     if (rc == MSGPIPE_ECLOSED)
         p->tx_err = MSGPIPE_ECLOSED;

@@ -428,6 +428,46 @@ static void test_back_to_back_small_messages_share_reads(void **state)
 
 #endif /* !_WIN32 */
 
+/* A batch of 100 small messages is one write-type call, allocates
+ * nothing, and arrives as 100 messages. */
+static void test_batch_of_small_messages_is_one_system_call(void **state)
+{
+    enum { N = 100, SZ = 64 };
+    static unsigned char data[N][SZ];
+    msgpipe_msg m[N];
+    unsigned char in[SZ];
+    sup_pair pr;
+    size_t len, sent = 0;
+    long allocs_before;
+    int i;
+    (void)state;
+
+    for (i = 0; i < N; i++) {
+        sup_fill(data[i], SZ, (uint32_t)i);
+        m[i].data = data[i];
+        m[i].len = SZ;
+    }
+    sup_pair_open(&pr, "alc", NULL, NULL);
+    /* Warm-up (a FIFO client finishes its connection on first use). */
+    assert_rc(msgpipe_send(pr.c, "w", 1, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, in, SZ, &len, SUP_T), MSGPIPE_OK);
+    setup_mem(NULL); /* count allocations too */
+    zero_counts();
+    allocs_before = sup_atomic_get(&n_alloc);
+    assert_rc(msgpipe_send_batch(pr.c, m, N, &sent, SUP_T), MSGPIPE_OK);
+    assert_int_equal(sent, N);
+    assert_int_equal(c_writes, 1);
+    assert_int_equal(all_counts(), 1);
+    for (i = 0; i < N; i++) {
+        assert_rc(msgpipe_recv(pr.s, in, SZ, &len, SUP_T), MSGPIPE_OK);
+        assert_int_equal(len, SZ);
+        assert_pattern(in, SZ, (uint32_t)i);
+    }
+    assert_int_equal(sup_atomic_get(&n_alloc), allocs_before);
+    teardown_mem(NULL);
+    sup_pair_close(&pr);
+}
+
 int main(int argc, char **argv)
 {
     const sup_test tests[] = {
@@ -442,6 +482,9 @@ int main(int argc, char **argv)
                                             setup_sys, teardown_sys)},
         {1, cmocka_unit_test_setup_teardown(
                 test_back_to_back_small_messages_share_reads, setup_sys,
+                teardown_sys)},
+        {1, cmocka_unit_test_setup_teardown(
+                test_batch_of_small_messages_is_one_system_call, setup_sys,
                 teardown_sys)},
 #endif
     };

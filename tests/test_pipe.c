@@ -636,6 +636,179 @@ static void test_send_and_recv_concurrently_on_one_pipe(void **state)
     free(b);
 }
 
+/* ---- Batches ------------------------------------------------------------ */
+
+/* Sizes of a batch's messages: empty, small, and some larger than the
+ * receive buffer and the system's pipe buffer. */
+static size_t batch_size(int i)
+{
+    static const size_t sizes[] = {0, 1, 7, 64, 300, 4096, 20000, 100000};
+    return sizes[i % 8];
+}
+
+typedef struct {
+    msgpipe *p;
+    int n;
+    int rc;
+    int got;
+} batch_reader;
+
+static void *batch_reader_main(void *arg)
+{
+    batch_reader *r = (batch_reader *)arg;
+    unsigned char *buf = (unsigned char *)malloc(100000);
+    size_t len;
+
+    r->rc = MSGPIPE_OK;
+    for (r->got = 0; r->got < r->n; r->got++) {
+        r->rc = msgpipe_recv(r->p, buf, 100000, &len, SUP_T_LONG);
+        if (r->rc != MSGPIPE_OK)
+            break;
+        if (len != batch_size(r->got) ||
+            sup_check(buf, len, (uint32_t)r->got) != (size_t)-1) {
+            r->rc = MSGPIPE_EPROTO; /* wrong message */
+            break;
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Every message of a batch arrives as its own message, whole, in order. */
+static void test_send_batch_delivers_each_message_in_order(void **state)
+{
+    enum { N = 1000 };
+    msgpipe_msg *m = (msgpipe_msg *)calloc(N, sizeof(*m));
+    unsigned char **data = (unsigned char **)calloc(N, sizeof(*data));
+    batch_reader r;
+    sup_thread *t;
+    sup_pair pr;
+    size_t sent = 99;
+    int i;
+    (void)state;
+
+    for (i = 0; i < N; i++) {
+        data[i] = (unsigned char *)malloc(batch_size(i) + 1);
+        sup_fill(data[i], batch_size(i), (uint32_t)i);
+        m[i].data = batch_size(i) > 0 ? data[i] : NULL;
+        m[i].len = batch_size(i);
+    }
+    sup_pair_open(&pr, "pipe", NULL, NULL);
+    r.p = pr.s;
+    r.n = N;
+    t = sup_thread_start(batch_reader_main, &r);
+    assert_rc(msgpipe_send_batch(pr.c, m, N, &sent, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(sent, N);
+    sup_thread_join(t);
+    assert_rc(r.rc, MSGPIPE_OK);
+    assert_int_equal(r.got, N);
+    {
+        size_t len;
+        char b[4];
+        assert_rc(msgpipe_recv(pr.s, b, sizeof(b), &len, 0), MSGPIPE_ETIMEDOUT);
+    }
+    sup_pair_close(&pr);
+    for (i = 0; i < N; i++)
+        free(data[i]);
+    free(data);
+    free(m);
+}
+
+static void test_send_batch_checks_every_message_first(void **state)
+{
+    msgpipe_options o;
+    msgpipe_msg m[3];
+    unsigned char big[200] = {0};
+    sup_pair pr;
+    size_t sent = 99, len;
+    char b[8];
+    (void)state;
+
+    msgpipe_options_init(&o);
+    o.max_message = 100;
+    sup_pair_open(&pr, "pipe", NULL, &o);
+    m[0].data = "ok";
+    m[0].len = 2;
+    m[1].data = big;
+    m[1].len = sizeof(big); /* over the sender's max_message */
+    m[2].data = "ok";
+    m[2].len = 2;
+    assert_rc(msgpipe_send_batch(pr.c, m, 3, &sent, SUP_T), MSGPIPE_EMSGSIZE);
+    assert_int_equal(sent, 0);
+    assert_rc(msgpipe_recv(pr.s, b, sizeof(b), &len, 50), MSGPIPE_ETIMEDOUT);
+    m[1].data = NULL; /* with a length */
+    assert_rc(msgpipe_send_batch(pr.c, m, 3, &sent, SUP_T), MSGPIPE_EINVAL);
+    assert_rc(msgpipe_send_batch(pr.c, NULL, 1, &sent, SUP_T), MSGPIPE_EINVAL);
+    assert_rc(msgpipe_send_batch(NULL, m, 1, &sent, SUP_T), MSGPIPE_EINVAL);
+    assert_rc(msgpipe_send_batch(pr.c, m, 1, &sent, -2), MSGPIPE_EINVAL);
+    assert_rc(msgpipe_send_batch(pr.c, m, 0, &sent, SUP_T), MSGPIPE_OK);
+    assert_int_equal(sent, 0);
+    assert_rc(msgpipe_send_batch(pr.c, m, 1, NULL, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, b, sizeof(b), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 2);
+    sup_pair_close(&pr);
+}
+
+/* The peer does not read: the batch times out part way; exactly the
+ * messages it reports sent arrive (once, in order), and a retry of the
+ * rest delivers them after. */
+static void test_send_batch_timeout_reports_what_was_sent(void **state)
+{
+    enum { N = 400, SZ = 16384 };
+    msgpipe_msg *m = (msgpipe_msg *)calloc(N, sizeof(*m));
+    unsigned char *data = (unsigned char *)malloc((size_t)N * SZ);
+    sup_pair pr;
+    size_t sent = 0, more = 0;
+    unsigned char *buf = (unsigned char *)malloc(SZ);
+    int i, rc;
+    (void)state;
+
+    for (i = 0; i < N; i++) {
+        sup_put32(data + (size_t)i * SZ, (uint32_t)i);
+        m[i].data = data + (size_t)i * SZ;
+        m[i].len = SZ;
+    }
+    sup_pair_open(&pr, "pipe", NULL, NULL);
+    rc = msgpipe_send_batch(pr.c, m, N, &sent, 100);
+    assert_rc(rc, MSGPIPE_ETIMEDOUT);
+    assert_true(sent > 0 && sent < N);
+    print_message("%lu of %d sent before the timeout\n", (unsigned long)sent,
+                  N);
+    /* The rest, retried without waiting, while this thread reads. */
+    {
+        size_t got = 0, len;
+        msgpipe *rd = pr.s;
+        while (got < N) {
+            if (sent + more < N) {
+                size_t now = 0;
+                rc = msgpipe_send_batch(pr.c, m + sent + more, N - sent - more,
+                                        &now, 0);
+                assert_true(rc == MSGPIPE_OK || rc == MSGPIPE_ETIMEDOUT);
+                more += now;
+            }
+            rc = msgpipe_recv(rd, buf, SZ, &len, 20);
+            if (rc == MSGPIPE_ETIMEDOUT) {
+                /* A message cut by a timeout is finished by the sender's
+                 * next batch, or at the latest by its close. */
+                if (sent + more >= N) {
+                    msgpipe_close(pr.c); /* finishes any tail (linger) */
+                    pr.c = NULL;
+                }
+                continue;
+            }
+            assert_rc(rc, MSGPIPE_OK);
+            assert_int_equal(len, SZ);
+            assert_int_equal(sup_get32(buf), (uint32_t)got);
+            got++;
+        }
+    }
+    assert_int_equal(sent + more, N);
+    sup_pair_close(&pr);
+    free(buf);
+    free(data);
+    free(m);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -664,6 +837,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_send_blocked_when_peer_closes_is_eclosed),
         cmocka_unit_test(test_peer_reports_this_process_on_both_ends),
         cmocka_unit_test(test_send_and_recv_concurrently_on_one_pipe),
+        cmocka_unit_test(test_send_batch_delivers_each_message_in_order),
+        cmocka_unit_test(test_send_batch_checks_every_message_first),
+        cmocka_unit_test(test_send_batch_timeout_reports_what_was_sent),
     };
 
     sup_init(argc, argv);

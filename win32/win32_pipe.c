@@ -1460,3 +1460,15 @@ const msgpipe__opts *msgpipe__b_server_opts(msgpipe_server *srv)
 {
     return &srv->opts;
 }
+
+/* A message-mode write is one message: a batch is one WriteFile each. */
+int msgpipe__b_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
+                          size_t *sent, int timeout_ms)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if ((uint64_t)msgs[i].len > p->max_message)
+            return MSGPIPE_EMSGSIZE;
+    return msgpipe__send_batch_each(p, msgs, n, sent, timeout_ms);
+}
