@@ -185,6 +185,25 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
 
 /* ---- Calls ------------------------------------------------------------- */
 
+/* A deadline for timeout_ms (-1: none), and the timeout left until it, for
+ * calls the core makes more than once within one caller's timeout. */
+static int64_t msgpipe__core_deadline(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : msgpipe__now_ms() + timeout_ms;
+}
+
+static int msgpipe__core_left(int64_t deadline)
+{
+    int64_t left;
+
+    if (deadline < 0)
+        return -1;
+    left = deadline - msgpipe__now_ms();
+    if (left < 0)
+        return 0;
+    return left > INT_MAX ? INT_MAX : (int)left;
+}
+
 static int msgpipe__timeout_ok(int timeout_ms)
 {
     return timeout_ms >= -1;
@@ -245,7 +264,7 @@ int msgpipe_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 {
     const msgpipe__opts *o;
     msgpipe_peer_info info;
-    int64_t deadline, left;
+    int64_t deadline;
     int rc;
 
     if (out != NULL)
@@ -257,17 +276,9 @@ int msgpipe_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
         return msgpipe__b_accept(srv, timeout_ms, out);
     /* Only listed users: a client that is not is dropped (it sees the end
      * of the pipe) and the wait goes on for the time that is left. */
-    deadline = timeout_ms < 0 ? -1 : msgpipe__now_ms() + timeout_ms;
+    deadline = msgpipe__core_deadline(timeout_ms);
     for (;;) {
-        left = -1;
-        if (deadline >= 0) {
-            left = deadline - msgpipe__now_ms();
-            if (left < 0)
-                left = 0;
-            if (left > INT_MAX)
-                left = INT_MAX;
-        }
-        rc = msgpipe__b_accept(srv, (int)left, out);
+        rc = msgpipe__b_accept(srv, msgpipe__core_left(deadline), out);
         if (rc != MSGPIPE_OK)
             return rc;
         if (msgpipe__b_peer(*out, &info) == MSGPIPE_OK &&
@@ -358,20 +369,13 @@ int msgpipe_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
 int msgpipe__send_batch_each(msgpipe *p, const msgpipe_msg *msgs, size_t n,
                              size_t *sent, int timeout_ms)
 {
-    int64_t deadline = timeout_ms < 0 ? -1 : msgpipe__now_ms() + timeout_ms;
-    int64_t left = -1;
+    int64_t deadline = msgpipe__core_deadline(timeout_ms);
     size_t i;
     int rc = MSGPIPE_OK;
 
     for (i = 0; i < n && rc == MSGPIPE_OK; i++) {
-        if (deadline >= 0) {
-            left = deadline - msgpipe__now_ms();
-            if (left < 0)
-                left = 0;
-            if (left > INT_MAX)
-                left = INT_MAX;
-        }
-        rc = msgpipe__b_send(p, msgs[i].data, msgs[i].len, (int)left);
+        rc = msgpipe__b_send(p, msgs[i].data, msgs[i].len,
+                             msgpipe__core_left(deadline));
         if (rc == MSGPIPE_OK)
             (*sent)++;
     }
