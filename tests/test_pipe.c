@@ -756,7 +756,7 @@ static void test_send_batch_timeout_reports_what_was_sent(void **state)
 {
     enum { N = 400, SZ = 16384 };
     msgpipe_msg *m = (msgpipe_msg *)calloc(N, sizeof(*m));
-    unsigned char *data = (unsigned char *)malloc((size_t)N * SZ);
+    unsigned char *data = (unsigned char *)calloc((size_t)N, SZ);
     sup_pair pr;
     size_t sent = 0, more = 0;
     unsigned char *buf = (unsigned char *)malloc(SZ);
