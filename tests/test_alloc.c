@@ -428,6 +428,7 @@ static void test_back_to_back_small_messages_share_reads(void **state)
 
 #endif /* !_WIN32 */
 
+#ifndef _WIN32
 /* A batch of 100 small messages is one write-type call, allocates
  * nothing, and arrives as 100 messages. */
 static void test_batch_of_small_messages_is_one_system_call(void **state)
@@ -467,6 +468,7 @@ static void test_batch_of_small_messages_is_one_system_call(void **state)
     teardown_mem(NULL);
     sup_pair_close(&pr);
 }
+#endif
 
 int main(int argc, char **argv)
 {
