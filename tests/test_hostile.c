@@ -48,8 +48,10 @@
 #endif
 
 /* The server gives up on a client that does not take its echo within
- * this many milliseconds. */
-#define SERVER_SEND_MS 300
+ * this many milliseconds: long enough that the good client, slowed by a
+ * loaded machine (sanitizers, tests running side by side), is never taken
+ * for one that stopped reading. */
+#define SERVER_SEND_MS 2000
 /* How long the server's close waits to finish a half-sent echo. */
 #define SERVER_LINGER_MS 100
 /* Messages the server takes from one pipe before looking at the others. */
