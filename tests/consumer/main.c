@@ -21,7 +21,7 @@ static int failures;
 #define CHECK(cond)                                                            \
     do {                                                                       \
         if (!(cond)) {                                                         \
-            fprintf(stderr, "consumer: %s:%d: check failed: %s\n", __FILE__,  \
+            fprintf(stderr, "consumer: %s:%d: check failed: %s\n", __FILE__,   \
                     __LINE__, #cond);                                          \
             failures++;                                                        \
         }                                                                      \
@@ -31,10 +31,11 @@ static int failures;
     do {                                                                       \
         int rc_ = (call);                                                      \
         if (rc_ != (want)) {                                                   \
-            fprintf(stderr, "consumer: %s:%d: %s returned %s (%s), "           \
-                    "expected %s\n", __FILE__, __LINE__, #call,                \
-                    msgpipe_errname(rc_), msgpipe_strerror(rc_),               \
-                    msgpipe_errname(want));                                    \
+            fprintf(stderr,                                                    \
+                    "consumer: %s:%d: %s returned %s (%s), "                   \
+                    "expected %s\n",                                           \
+                    __FILE__, __LINE__, #call, msgpipe_errname(rc_),           \
+                    msgpipe_strerror(rc_), msgpipe_errname(want));             \
             failures++;                                                        \
         }                                                                      \
     } while (0)
