@@ -99,6 +99,12 @@ static inline void msgpipe__free(void *p)
 
 /* ---- Neutral helpers (api/core.c, api/names.c, api/frame.c) ----------- */
 
+/* Deadlines: msgpipe__deadline turns a timeout (-1: none) into an absolute
+ * msgpipe__now_ms() value (-1: none); msgpipe__remaining gives the timeout
+ * left until it (-1: none, 0: passed). */
+int64_t msgpipe__deadline(int timeout_ms);
+int msgpipe__remaining(int64_t deadline);
+
 /* Record the native error behind a failure, for msgpipe_last_os_error(). */
 void msgpipe__set_os_error(int err);
 
@@ -113,6 +119,11 @@ int msgpipe__name_parse(const char *name, const msgpipe__backend_info *bi,
  * signed length, or -1 followed by an 8-byte big-endian length for messages
  * of 2^31 bytes or more.  MSGPIPE__FRAME_HDR_MAX is the longest header. */
 #define MSGPIPE__FRAME_HDR_MAX 12
+
+/* 8-byte big-endian integers (the long frame header; the FIFO transport's
+ * records). */
+void msgpipe__put_be64(uint8_t *b, uint64_t v);
+uint64_t msgpipe__get_be64(const uint8_t *b);
 
 /* Write the header for a message of len bytes into hdr; returns its size
  * (4 or 12). */

@@ -185,21 +185,21 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
 
 /* ---- Calls ------------------------------------------------------------- */
 
-/* A deadline for timeout_ms (-1: none), and the timeout left until it, for
- * calls the core makes more than once within one caller's timeout. */
-static int64_t msgpipe__core_deadline(int timeout_ms)
+/* ---- Deadlines (shared by the core and the backends) ------------------- */
+
+int64_t msgpipe__deadline(int timeout_ms)
 {
     return timeout_ms < 0 ? -1 : msgpipe__now_ms() + timeout_ms;
 }
 
-static int msgpipe__core_left(int64_t deadline)
+int msgpipe__remaining(int64_t deadline)
 {
     int64_t left;
 
     if (deadline < 0)
         return -1;
     left = deadline - msgpipe__now_ms();
-    if (left < 0)
+    if (left <= 0)
         return 0;
     return left > INT_MAX ? INT_MAX : (int)left;
 }
@@ -276,9 +276,9 @@ int msgpipe_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
         return msgpipe__b_accept(srv, timeout_ms, out);
     /* Only listed users: a client that is not is dropped (it sees the end
      * of the pipe) and the wait goes on for the time that is left. */
-    deadline = msgpipe__core_deadline(timeout_ms);
+    deadline = msgpipe__deadline(timeout_ms);
     for (;;) {
-        rc = msgpipe__b_accept(srv, msgpipe__core_left(deadline), out);
+        rc = msgpipe__b_accept(srv, msgpipe__remaining(deadline), out);
         if (rc != MSGPIPE_OK)
             return rc;
         if (msgpipe__b_peer(*out, &info) == MSGPIPE_OK &&
@@ -369,13 +369,13 @@ int msgpipe_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
 int msgpipe__send_batch_each(msgpipe *p, const msgpipe_msg *msgs, size_t n,
                              size_t *sent, int timeout_ms)
 {
-    int64_t deadline = msgpipe__core_deadline(timeout_ms);
+    int64_t deadline = msgpipe__deadline(timeout_ms);
     size_t i;
     int rc = MSGPIPE_OK;
 
     for (i = 0; i < n && rc == MSGPIPE_OK; i++) {
         rc = msgpipe__b_send(p, msgs[i].data, msgs[i].len,
-                             msgpipe__core_left(deadline));
+                             msgpipe__remaining(deadline));
         if (rc == MSGPIPE_OK)
             (*sent)++;
     }

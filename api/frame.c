@@ -8,6 +8,24 @@
  */
 #include "backend.h"
 
+void msgpipe__put_be64(uint8_t *b, uint64_t v)
+{
+    int i;
+
+    for (i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * (7 - i)));
+}
+
+uint64_t msgpipe__get_be64(const uint8_t *b)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < 8; i++)
+        v = (v << 8) | b[i];
+    return v;
+}
+
 size_t msgpipe__frame_encode(uint8_t hdr[MSGPIPE__FRAME_HDR_MAX], uint64_t len)
 {
     int i;
@@ -18,8 +36,7 @@ size_t msgpipe__frame_encode(uint8_t hdr[MSGPIPE__FRAME_HDR_MAX], uint64_t len)
         return 4;
     }
     hdr[0] = hdr[1] = hdr[2] = hdr[3] = 0xff;
-    for (i = 0; i < 8; i++)
-        hdr[4 + i] = (uint8_t)(len >> (8 * (7 - i)));
+    msgpipe__put_be64(hdr + 4, len);
     return 12;
 }
 
@@ -27,8 +44,7 @@ int msgpipe__frame_decode(const uint8_t *buf, size_t avail, uint64_t *len,
                           size_t *hdr_len)
 {
     uint32_t head;
-    uint64_t big = 0;
-    int i;
+    uint64_t big;
 
     if (avail < 4)
         return 0;
@@ -43,8 +59,7 @@ int msgpipe__frame_decode(const uint8_t *buf, size_t avail, uint64_t *len,
         return MSGPIPE_EPROTO; /* negative, and not the -1 marker */
     if (avail < 12)
         return 0;
-    for (i = 0; i < 8; i++)
-        big = (big << 8) | buf[4 + i];
+    big = msgpipe__get_be64(buf + 4);
     /* Python would accept any 64-bit length here, but no message that
      * large can exist; refusing it keeps every length representable as a
      * signed 64-bit count. */

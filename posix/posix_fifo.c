@@ -101,22 +101,6 @@ typedef struct msgpipe__fifo_conn {
 
 /* ---- Small helpers ------------------------------------------------------ */
 
-static void msgpipe__put64(uint8_t *b, uint64_t v)
-{
-    int i;
-    for (i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * (7 - i)));
-}
-
-static uint64_t msgpipe__get64(const uint8_t *b)
-{
-    uint64_t v = 0;
-    int i;
-    for (i = 0; i < 8; i++)
-        v = (v << 8) | b[i];
-    return v;
-}
-
 /* writev() that never raises SIGPIPE (see the top of this file). */
 static ssize_t msgpipe__writev_nosig(int fd, const struct iovec *iov, int cnt)
 {
@@ -177,15 +161,8 @@ static ssize_t msgpipe__write_nosig(int fd, const void *buf, size_t len)
 
 static int msgpipe__open_fifo(const char *path, int flags)
 {
-    int fd = open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-
-    if (fd >= 0 && msgpipe__fd_setup(fd) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
+    return msgpipe__fd_adopt(
+        open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
 }
 
 /* 16 hex digits from /dev/urandom (or, failing that, from the clock, the
@@ -211,7 +188,7 @@ static void msgpipe__random_hex(char out[17])
         x ^= x >> 33;
         x *= 0xff51afd7ed558ccdULL;
         x ^= x >> 33;
-        msgpipe__put64(r, x);
+        msgpipe__put_be64(r, x);
     }
     for (i = 0; i < 8; i++) {
         out[2 * i] = hex[r[i] >> 4];
@@ -403,7 +380,7 @@ static int msgpipe__take_request(msgpipe_server *s, const uint8_t *rec,
     char dir[MSGPIPE__FIFO_PATH];
     struct stat sc, ss, sd, fc, fs;
     uint8_t ack[MSGPIPE__ACK_LEN];
-    int64_t pid = (int64_t)msgpipe__get64(rec + 6);
+    int64_t pid = (int64_t)msgpipe__get_be64(rec + 6);
     int rfd = -1, wfd = -1, rc;
     const char *slash;
     msgpipe *p;
@@ -460,9 +437,9 @@ static int msgpipe__take_request(msgpipe_server *s, const uint8_t *rec,
         fs.st_dev != ss.st_dev || fs.st_ino != ss.st_ino)
         goto ignore;
     memcpy(ack, "MPA1", 4);
-    msgpipe__put64(ack + 4, (uint64_t)getpid());
-    msgpipe__put64(ack + 12, (uint64_t)geteuid());
-    msgpipe__put64(ack + 20, (uint64_t)getegid());
+    msgpipe__put_be64(ack + 4, (uint64_t)getpid());
+    msgpipe__put_be64(ack + 12, (uint64_t)geteuid());
+    msgpipe__put_be64(ack + 20, (uint64_t)getegid());
     if (msgpipe__write_nosig(wfd, ack, sizeof(ack)) != (ssize_t)sizeof(ack))
         goto ignore; /* the client went away meanwhile */
     rc = msgpipe__pipe_new(rfd, &s->opts, &p);
@@ -700,7 +677,7 @@ static int msgpipe__send_request(const msgpipe__name *name,
     memcpy(rec, "MPF1", 4);
     rec[4] = (uint8_t)(len >> 8);
     rec[5] = (uint8_t)len;
-    msgpipe__put64(rec + 6, (uint64_t)getpid());
+    msgpipe__put_be64(rec + 6, (uint64_t)getpid());
     memcpy(rec + MSGPIPE__REQ_HDR, c->c2s, a);
     memcpy(rec + MSGPIPE__REQ_HDR + a, c->s2c, b);
     /* One write of at most PIPE_BUF bytes: all or nothing, never mixed
@@ -725,7 +702,7 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
     msgpipe__fifo_conn *c = NULL;
-    int rfd = -1, wfd = -1, rc, pause = 1, left;
+    int rfd = -1, wfd = -1, rc, pause = 1;
     msgpipe *p;
 
     if (name->kind != MSGPIPE__NAME_PATH)
@@ -742,16 +719,9 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
             break;
         if ((rc != MSGPIPE_ENOENT && rc != MSGPIPE_EBUSY) || timeout_ms == 0)
             goto fail;
-        left = msgpipe__remaining(deadline);
-        if (left == 0) {
-            rc = MSGPIPE_ETIMEDOUT;
+        rc = msgpipe__connect_pause(deadline, &pause);
+        if (rc != MSGPIPE_OK)
             goto fail;
-        }
-        if (left < 0 || left > pause)
-            left = pause;
-        msgpipe__sleep_ms(left);
-        if (pause < 50)
-            pause *= 2;
     }
     rc = msgpipe__pipe_new(rfd, o, &p);
     rfd = -1;
@@ -805,9 +775,9 @@ int msgpipe__t_finish(msgpipe *p, int64_t deadline)
         p->rx_err = p->tx_err = MSGPIPE_EPROTO;
         return MSGPIPE_EPROTO;
     }
-    p->peer_pid = (int64_t)msgpipe__get64(c->ack + 4);
-    p->peer_uid = (int64_t)msgpipe__get64(c->ack + 12);
-    p->peer_gid = (int64_t)msgpipe__get64(c->ack + 20);
+    p->peer_pid = (int64_t)msgpipe__get_be64(c->ack + 4);
+    p->peer_uid = (int64_t)msgpipe__get_be64(c->ack + 12);
+    p->peer_gid = (int64_t)msgpipe__get_be64(c->ack + 20);
     /* Accepted: drop our extra ends, so that end of pipe works both ways,
      * and remove the names - the open descriptors are all that remains. */
     msgpipe__conn_free(c, 1);

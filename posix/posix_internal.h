@@ -82,6 +82,11 @@ struct msgpipe_server {
 
 /* ---- Servers (posix_server.c) ------------------------------------------ */
 
+/* A client waiting for a server to appear or to have room: ETIMEDOUT once
+ * the deadline has passed, else sleep a little (*pause ms, growing from 1
+ * to 64 as the caller retries) and OK. */
+int msgpipe__connect_pause(int64_t deadline, int *pause);
+
 /* A new server with its shutdown pipe; fd and keep_wfd are -1. */
 int msgpipe__server_new(const msgpipe__name *name, const msgpipe__opts *o,
                         msgpipe_server **out);
@@ -148,22 +153,19 @@ extern msgpipe__syscalls msgpipe__sys;
 /* The default msgpipe__sys.accept. */
 int msgpipe__accept_cloexec(int lfd);
 
-/* Deadlines are absolute msgpipe__now_ms() values; -1 means none. */
-int64_t msgpipe__deadline(int timeout_ms);
-int msgpipe__remaining(int64_t deadline);
-
 /* Wait until fd has `events` (POLLIN/POLLOUT) or the deadline passes.
  * Returns 1 ready, 0 timed out, or a negative msgpipe error. */
 int msgpipe__wait_fd(int fd, short events, int64_t deadline);
-
-/* Sleep up to ms milliseconds (signals may cut it short). */
-void msgpipe__sleep_ms(int ms);
 
 /* Map an errno value to a msgpipe error and record it. */
 int msgpipe__from_errno(int err);
 
 /* Make fd non-blocking and close-on-exec; returns 0 or -1 with errno. */
 int msgpipe__fd_setup(int fd);
+
+/* fd (from a call that may have failed: -1) made non-blocking and
+ * close-on-exec, or -1 with errno, the descriptor closed. */
+int msgpipe__fd_adopt(int fd);
 
 /* Receive-side readiness for msgpipe_poll (posix_stream.c).
  * msgpipe__rx_ready: a receive would return at once with something other

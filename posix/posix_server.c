@@ -29,6 +29,17 @@ int msgpipe__fd_setup(int fd)
     return 0;
 }
 
+int msgpipe__fd_adopt(int fd)
+{
+    if (fd >= 0 && msgpipe__fd_setup(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int msgpipe__accept_cloexec(int lfd)
 {
     int fd;
@@ -39,14 +50,23 @@ int msgpipe__accept_cloexec(int lfd)
     if (fd >= 0 || errno != ENOSYS)
         return fd;
 #endif
-    fd = accept(lfd, NULL, NULL);
-    if (fd >= 0 && msgpipe__fd_setup(fd) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
+    return msgpipe__fd_adopt(accept(lfd, NULL, NULL));
+}
+
+int msgpipe__connect_pause(int64_t deadline, int *pause)
+{
+    int left = msgpipe__remaining(deadline);
+
+    if (left == 0)
+        return MSGPIPE_ETIMEDOUT;
+    /* Neither a socket nor a FIFO gives an event when a server appears or
+     * its queue drains, so look again after a short, growing pause. */
+    if (left < 0 || left > *pause)
+        left = *pause;
+    poll(NULL, 0, left); /* a sleep; a signal may cut it short */
+    if (*pause < 50)
+        *pause *= 2;
+    return MSGPIPE_OK;
 }
 
 int msgpipe__server_new(const msgpipe__name *name, const msgpipe__opts *o,

@@ -65,16 +65,7 @@ static int msgpipe__socket(void)
     if (fd >= 0 || errno != EINVAL)
         return fd;
 #endif
-    fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    if (msgpipe__fd_setup(fd) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
+    return msgpipe__fd_adopt(socket(AF_UNIX, SOCK_STREAM, 0));
 }
 
 /* Systems without MSG_NOSIGNAL (macOS) keep SIGPIPE away per socket. */
@@ -278,7 +269,7 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
                        int timeout_ms, msgpipe **out)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
-    int fd = -1, err, pause = 1, left;
+    int fd = -1, err, pause = 1;
 
     for (;;) {
         err = msgpipe__try_connect(name, &fd);
@@ -305,16 +296,8 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
         default:
             return msgpipe__from_errno(err);
         }
-        left = msgpipe__remaining(deadline);
-        if (left == 0)
+        if (msgpipe__connect_pause(deadline, &pause) != MSGPIPE_OK)
             return MSGPIPE_ETIMEDOUT;
-        /* A Unix socket gives no event when a server appears or its
-         * backlog drains, so poll with a short, growing pause. */
-        if (left < 0 || left > pause)
-            left = pause;
-        msgpipe__sleep_ms(left);
-        if (pause < 50)
-            pause *= 2;
     }
 }
 

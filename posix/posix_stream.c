@@ -50,25 +50,6 @@ int64_t msgpipe__now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t msgpipe__deadline(int timeout_ms)
-{
-    if (timeout_ms < 0)
-        return -1;
-    return msgpipe__now_ms() + timeout_ms;
-}
-
-int msgpipe__remaining(int64_t deadline)
-{
-    int64_t left;
-
-    if (deadline < 0)
-        return -1;
-    left = deadline - msgpipe__now_ms();
-    if (left <= 0)
-        return 0;
-    return left > INT_MAX ? INT_MAX : (int)left;
-}
-
 int msgpipe__wait_fd(int fd, short events, int64_t deadline)
 {
     struct pollfd pfd;
@@ -87,11 +68,6 @@ int msgpipe__wait_fd(int fd, short events, int64_t deadline)
             return msgpipe__from_errno(errno);
         /* A signal: go on waiting for the time that is left. */
     }
-}
-
-void msgpipe__sleep_ms(int ms)
-{
-    poll(NULL, 0, ms);
 }
 
 int msgpipe__from_errno(int err)
@@ -243,22 +219,6 @@ static int msgpipe__flush_tx(msgpipe *p, int64_t deadline)
 static int msgpipe__send_locked(msgpipe *p, const msgpipe_msg *msgs, size_t n,
                                 size_t *sent, int timeout_ms);
 
-int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
-{
-    msgpipe_msg one;
-    size_t sent = 0;
-    int rc;
-
-    if ((uint64_t)len > p->opts.max_message)
-        return MSGPIPE_EMSGSIZE;
-    one.data = msg;
-    one.len = len;
-    pthread_mutex_lock(&p->tx_lock);
-    rc = msgpipe__send_locked(p, &one, 1, &sent, timeout_ms);
-    pthread_mutex_unlock(&p->tx_lock);
-    return rc;
-}
-
 int msgpipe__b_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
                           size_t *sent, int timeout_ms)
 {
@@ -272,6 +232,17 @@ int msgpipe__b_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
     rc = msgpipe__send_locked(p, msgs, n, sent, timeout_ms);
     pthread_mutex_unlock(&p->tx_lock);
     return rc;
+}
+
+/* One message is a batch of one. */
+int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
+{
+    msgpipe_msg one;
+    size_t sent = 0;
+
+    one.data = msg;
+    one.len = len;
+    return msgpipe__b_send_batch(p, &one, 1, &sent, timeout_ms);
 }
 
 /* Keep the unwritten part of message m (header h of hlen bytes), of which
@@ -377,27 +348,15 @@ fail:
  * Returns 1 if some of it is still unsent.  Called with tx_lock held. */
 static int msgpipe__push_tail(msgpipe *p)
 {
-    struct iovec v;
-    size_t n = 0;
     int rc;
 
-    while (p->tx != NULL && p->tx_err == MSGPIPE_OK) {
-        v.iov_base = p->tx;
-        v.iov_len = p->tx_len;
-        rc = msgpipe__write_once(p, &v, 1, p->tx_off, &n, 0);
-        if (rc != MSGPIPE_OK) {
-            p->tx_err = rc == MSGPIPE_ECLOSED ? MSGPIPE_ECLOSED : MSGPIPE_EIO;
-            return 0;
-        }
-        if (n == 0)
-            return 1;
-        p->tx_off += n;
-        if (p->tx_off == p->tx_len) {
-            msgpipe__free(p->tx);
-            p->tx = NULL;
-            p->tx_len = p->tx_off = 0;
-        }
-    }
+    if (p->tx == NULL || p->tx_err != MSGPIPE_OK)
+        return 0;
+    rc = msgpipe__flush_tx(p, msgpipe__deadline(0));
+    if (rc == MSGPIPE_ETIMEDOUT)
+        return 1;
+    if (rc != MSGPIPE_OK) /* the next send reports it */
+        p->tx_err = rc == MSGPIPE_ECLOSED ? MSGPIPE_ECLOSED : MSGPIPE_EIO;
     return 0;
 }
 
@@ -779,10 +738,11 @@ static int msgpipe__payload_hold(msgpipe *p, int64_t deadline)
     return msgpipe__hold_reserve(p, need + 1, need + 1);
 }
 
-int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
-                    int timeout_ms)
+/* What both receives do first: report a sticky error, finish connecting,
+ * report an oversized message (*len: its announced size), and decode the
+ * next header (OK: p->msg_len bytes follow). */
+static int msgpipe__recv_header(msgpipe *p, size_t *len, int64_t deadline)
 {
-    int64_t deadline = msgpipe__deadline(timeout_ms);
     uint64_t announced = 0;
     int rc;
 
@@ -804,6 +764,18 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
         *len = msgpipe__clamp_size(announced);
     if (rc != MSGPIPE_OK)
         return rc;
+    return MSGPIPE_OK;
+}
+
+int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
+                    int timeout_ms)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    int rc;
+
+    rc = msgpipe__recv_header(p, len, deadline);
+    if (rc != MSGPIPE_OK)
+        return rc;
     if (p->msg_len > cap) {
         *len = (size_t)p->msg_len;
         return MSGPIPE_ENOBUFS;
@@ -817,26 +789,10 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
 int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
-    uint64_t announced = 0;
     size_t n = 0;
     int rc;
 
-    if (p->rx_err == MSGPIPE_EPROTO || p->rx_err == MSGPIPE_EIO)
-        return p->rx_err;
-    if (p->connecting) {
-        rc = msgpipe__t_finish(p, deadline);
-        if (rc != MSGPIPE_OK)
-            return rc;
-    }
-    if (p->emsg_pending) {
-        /* msgpipe_poll met this oversized message's header. */
-        p->emsg_pending = 0;
-        *len = msgpipe__clamp_size(p->emsg_len);
-        return MSGPIPE_EMSGSIZE;
-    }
-    rc = msgpipe__next_header(p, deadline, &announced);
-    if (rc == MSGPIPE_EMSGSIZE)
-        *len = msgpipe__clamp_size(announced);
+    rc = msgpipe__recv_header(p, len, deadline);
     if (rc != MSGPIPE_OK)
         return rc;
     rc = msgpipe__payload_hold(p, deadline);

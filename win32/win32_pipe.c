@@ -172,27 +172,12 @@ int64_t msgpipe__now_ms(void)
     return (int64_t)GetTickCount64();
 }
 
-/* A deadline: -1 for none, else an absolute msgpipe__now_ms() value. */
-static int64_t msgpipe__w_deadline(int timeout_ms)
-{
-    if (timeout_ms < 0)
-        return -1;
-    return msgpipe__now_ms() + timeout_ms;
-}
-
 /* Milliseconds left before the deadline, as a Win32 wait timeout. */
 static DWORD msgpipe__w_left(int64_t deadline)
 {
-    int64_t left;
+    int left = msgpipe__remaining(deadline);
 
-    if (deadline < 0)
-        return INFINITE;
-    left = deadline - msgpipe__now_ms();
-    if (left <= 0)
-        return 0;
-    if (left >= (int64_t)INFINITE)
-        return INFINITE - 1;
-    return (DWORD)left;
+    return left < 0 ? INFINITE : (DWORD)left;
 }
 
 /* The name as UTF-16 for the W calls; invalid UTF-8 is EBADNAME. */
@@ -413,7 +398,7 @@ int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
         return MSGPIPE_EMSGSIZE;
     r = msgpipe__w_io(p->h, p->wr_ev, 1,
                       (void *)(len > 0 ? msg : (const void *)&empty),
-                      (DWORD)len, msgpipe__w_deadline(timeout_ms), &n, &err);
+                      (DWORD)len, msgpipe__deadline(timeout_ms), &n, &err);
     if (r == MSGPIPE__W_IO_OK) {
         if (msgpipe__w_stalled_since(p) != 0)
             InterlockedExchange64(&p->wr_stalled, 0);
@@ -790,7 +775,7 @@ static void msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
 int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
                     int timeout_ms)
 {
-    int64_t deadline = msgpipe__w_deadline(timeout_ms);
+    int64_t deadline = msgpipe__deadline(timeout_ms);
     uint64_t size;
     size_t got;
     DWORD err;
@@ -836,7 +821,7 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
  */
 int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
 {
-    int64_t deadline = msgpipe__w_deadline(timeout_ms);
+    int64_t deadline = msgpipe__deadline(timeout_ms);
     uint64_t size;
     unsigned char *m;
     size_t got;
@@ -1166,7 +1151,7 @@ fail:
 
 int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 {
-    int64_t deadline = msgpipe__w_deadline(timeout_ms);
+    int64_t deadline = msgpipe__deadline(timeout_ms);
     struct msgpipe__w_inst *in;
     HANDLE hs[2];
     msgpipe *p;
@@ -1259,7 +1244,7 @@ void msgpipe__b_server_close(msgpipe_server *srv)
 int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
                        int timeout_ms, msgpipe **out)
 {
-    int64_t deadline = msgpipe__w_deadline(timeout_ms);
+    int64_t deadline = msgpipe__deadline(timeout_ms);
     DWORD mode = PIPE_READMODE_MESSAGE, e, left, nap = 1;
     WCHAR *wname;
     HANDLE h;
