@@ -201,50 +201,16 @@ static TLS enum mode read_mode, write_mode;
 static TLS long read_calls, write_calls;
 static TLS int fail_errno;
 
-static ssize_t t_read(int fd, void *buf, size_t n)
+/* What the next call does under `mode` (its count in *calls): -1 with
+ * errno set to fail it, 1 to move one byte at most, 0 to pass it on. */
+static long plan(enum mode mode, long *calls)
 {
-    read_calls++;
-    switch (read_mode) {
+    ++*calls;
+    switch (mode) {
     case EINTR_EVERY_OTHER:
-        if (read_calls % 2) {
-            errno = EINTR;
-            return -1;
-        }
-        break;
     case EAGAIN_EVERY_OTHER:
-        if (read_calls % 2) {
-            errno = EAGAIN;
-            return -1;
-        }
-        break;
-    case ONE_BYTE:
-        if (n > 1)
-            n = 1;
-        break;
-    case FAIL:
-        errno = fail_errno;
-        return -1;
-    case PASS:
-        break;
-    }
-    return real_sys.read(fd, buf, n);
-}
-
-/* The same for the vectored reads the engine makes (readv for FIFOs,
- * recvmsg for sockets): the fault, or the first byte only. */
-static long read_plan(void)
-{
-    read_calls++;
-    switch (read_mode) {
-    case EINTR_EVERY_OTHER:
-        if (read_calls % 2) {
-            errno = EINTR;
-            return -1;
-        }
-        return 0;
-    case EAGAIN_EVERY_OTHER:
-        if (read_calls % 2) {
-            errno = EAGAIN;
+        if (*calls % 2) {
+            errno = mode == EINTR_EVERY_OTHER ? EINTR : EAGAIN;
             return -1;
         }
         return 0;
@@ -257,6 +223,24 @@ static long read_plan(void)
         break;
     }
     return 0;
+}
+
+static long read_plan(void)
+{
+    return plan(read_mode, &read_calls);
+}
+
+static long write_plan(void)
+{
+    return plan(write_mode, &write_calls);
+}
+
+static ssize_t t_read(int fd, void *buf, size_t n)
+{
+    long p = read_plan();
+    if (p < 0)
+        return -1;
+    return real_sys.read(fd, buf, p == 1 && n > 1 ? 1 : n);
 }
 
 static int first_byte(const struct iovec *iov, int cnt, struct iovec *one);
@@ -286,35 +270,6 @@ static ssize_t t_recvmsg(int fd, struct msghdr *msg, int flags)
         return real_sys.recvmsg(fd, &m, flags);
     }
     return real_sys.recvmsg(fd, msg, flags);
-}
-
-/* Decide for a write: -1 (errno set) to fail it, else how many bytes it
- * may move at most (0: no limit). */
-static long write_plan(void)
-{
-    write_calls++;
-    switch (write_mode) {
-    case EINTR_EVERY_OTHER:
-        if (write_calls % 2) {
-            errno = EINTR;
-            return -1;
-        }
-        return 0;
-    case EAGAIN_EVERY_OTHER:
-        if (write_calls % 2) {
-            errno = EAGAIN;
-            return -1;
-        }
-        return 0;
-    case ONE_BYTE:
-        return 1;
-    case FAIL:
-        errno = fail_errno;
-        return -1;
-    case PASS:
-        break;
-    }
-    return 0;
 }
 
 /* The first byte of iov, as a one-element vector. */
