@@ -419,6 +419,88 @@ static void test_close_without_linger_never_delivers_half_message(void **s)
     free(r);
 }
 
+/* ---- A request cut by a timeout, then a wait for the answer ------------ */
+
+enum { REQ = 4 << 20 };
+
+typedef struct {
+    msgpipe *p;
+    int rc;
+} answerer;
+
+/* Starts reading late (the request's send times out meanwhile), takes the
+ * whole request, answers. */
+static void *answerer_main(void *arg)
+{
+    answerer *a = (answerer *)arg;
+    unsigned char *buf = (unsigned char *)malloc(REQ);
+    size_t len = 0;
+
+    sup_sleep_ms(300);
+    a->rc = msgpipe_recv(a->p, buf, REQ, &len, SUP_T_LONG);
+    if (a->rc == MSGPIPE_OK &&
+        (len != REQ || sup_check(buf, len, 3) != (size_t)-1))
+        a->rc = MSGPIPE_EPROTO;
+    if (a->rc == MSGPIPE_OK)
+        a->rc = msgpipe_send(a->p, "answer", 6, SUP_T);
+    free(buf);
+    return NULL;
+}
+
+typedef struct {
+    msgpipe *p;
+    int send_rc, rc;
+    char got[8];
+} asker;
+
+/* Sends the request with a short timeout, then waits for the answer with
+ * none: the wait itself must finish a request the timeout cut. */
+static void *asker_main(void *arg)
+{
+    asker *k = (asker *)arg;
+    unsigned char *req = (unsigned char *)malloc(REQ);
+    size_t len = 0;
+
+    sup_fill(req, REQ, 3);
+    k->send_rc = msgpipe_send(k->p, req, REQ, 50);
+    k->rc = k->send_rc;
+    if (k->rc == MSGPIPE_ETIMEDOUT) /* nothing sent (Windows): again */
+        k->rc = msgpipe_send(k->p, req, REQ, MSGPIPE_INFINITE);
+    if (k->rc == MSGPIPE_OK)
+        k->rc =
+            msgpipe_recv(k->p, k->got, sizeof(k->got), &len, MSGPIPE_INFINITE);
+    free(req);
+    return NULL;
+}
+
+static void test_wait_for_answer_finishes_request_cut_by_timeout(void **st)
+{
+    sup_pair pr;
+    answerer a;
+    asker k;
+    sup_thread *ta, *tk;
+    (void)st;
+
+    sup_pair_open(&pr, "tmo", NULL, NULL);
+    a.p = pr.s;
+    k.p = pr.c;
+    memset(k.got, 0, sizeof(k.got));
+    ta = sup_thread_start(answerer_main, &a);
+    tk = sup_thread_start(asker_main, &k);
+    /* A wait that did not push the request's rest would hang here. */
+    if (sup_thread_join_timeout(tk, SUP_T, NULL) != 0)
+        fail_msg("the asker still waits for its answer after %d ms", SUP_T);
+    sup_thread_join(ta);
+    assert_rc(a.rc, MSGPIPE_OK);
+    assert_rc(k.rc, MSGPIPE_OK);
+    assert_memory_equal(k.got, "answer", 6);
+#ifndef _WIN32
+    /* POSIX commits a message the timeout cut; Windows withdraws it. */
+    assert_rc(k.send_rc, MSGPIPE_OK);
+#endif
+    sup_pair_close(&pr);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +516,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_send_nowait_to_full_pipe_times_out),
         cmocka_unit_test(test_close_delivers_every_committed_message),
         cmocka_unit_test(test_close_without_linger_never_delivers_half_message),
+        cmocka_unit_test(test_wait_for_answer_finishes_request_cut_by_timeout),
     };
 
     sup_init(argc, argv);
