@@ -92,13 +92,13 @@ have_wine() {
 }
 missing=
 command -v $triple-gcc >/dev/null 2>&1 || missing="$missing gcc-mingw-w64-x86-64"
-have_wine || missing="$missing wine64"
+# The 64-bit loader is in 'wine64'; /usr/bin/wine and /usr/bin/wineserver,
+# which everything here calls, are in 'wine'.  Both are needed, whichever of
+# them (or neither) is there already.
+[ -x /usr/lib/wine/wine64 ] || missing="$missing wine64"
+{ command -v wine && command -v wineserver; } >/dev/null 2>&1 || missing="$missing wine"
 command -v dpkg-source >/dev/null 2>&1 || missing="$missing dpkg-dev"
 command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
-# wine64's /usr/bin/wine wrapper lives in the 'wine' package.
-if have_wine && ! command -v wine >/dev/null 2>&1; then
-    missing="$missing wine"
-fi
 if [ -n "$missing" ]; then
     if is_root; then
         say "installing:$missing"
