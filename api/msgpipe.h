@@ -177,7 +177,10 @@ typedef struct msgpipe_options {
     int access;
     /* Server only: how many connections may wait for msgpipe_accept()
      * (POSIX listen backlog; Windows pending pipe instances, at most 63).
-     * Default 16 (POSIX) or 4 (Windows); 0 means the default. */
+     * Default 16 (POSIX) or 4 (Windows); 0 means the default.  The system
+     * may round it: Linux admits one connection more (the kernel's backlog
+     * + 1) and caps it at net.core.somaxconn.  The FIFO transport ignores
+     * it (its queue is the server's FIFO). */
     int pending;
     /* msgpipe_close(): how long to wait, in ms, to finish writing a message
      * that a timed-out send had already partly written (see msgpipe_send).
@@ -228,11 +231,12 @@ typedef struct msgpipe msgpipe;               /* one connected pipe */
  *   "@ABC"                  Linux: the abstract socket namespace;
  *                           elsewhere MSGPIPE_ENOTSUP
  *
- * A name that is NULL, empty, "." or "..", or ends in a separator is
- * MSGPIPE_EBADNAME; one
- * whose system form does not fit the system's limit (sun_path on POSIX,
- * 256 characters on Windows) is MSGPIPE_ENAMETOOLONG.  Both are found before
- * any system call: a name is never truncated.  Names are UTF-8.
+ * A name that is NULL, empty, "." or "..", or (POSIX) a path ending in '/'
+ * is MSGPIPE_EBADNAME; one whose system form does not fit the system's
+ * limit (sun_path with its NUL on POSIX; 256 bytes of UTF-8 on Windows, a
+ * little stricter than Windows' 256 UTF-16 characters for non-ASCII names)
+ * is MSGPIPE_ENAMETOOLONG.  Both are found before any system call: a name
+ * is never truncated.  Names are UTF-8.
  */
 
 /*
