@@ -4,9 +4,9 @@
 #
 #   bash bench/run.sh [--quick] [other msgpipe_bench options]
 #
-# Installs what is missing with apt-get when run as root on Debian (cmake, a
-# C compiler, pkg-config, libnng-dev, libzmq3-dev, gnuplot-nox); otherwise
-# prints what to install.  nng, ZeroMQ and gnuplot are optional: without
+# Installs what is missing with apt-get when run as root on Debian (cmake,
+# gcc with libc6-dev, make, pkgconf, libnng-dev, libzmq3-dev, gnuplot-nox);
+# otherwise prints what to install.  nng, ZeroMQ and gnuplot are optional: without
 # them the benchmark compares msgpipe with raw sockets only, and no plot is
 # drawn.
 #
@@ -17,47 +17,56 @@
 # pass/fail test: the exit status only says whether every case ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+lib_init bench
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# gcc without its recommends cannot link: the C library's startup files and
+# headers are in libc6-dev.
+[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
 command -v make >/dev/null 2>&1 || missing+=(make)
-command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-[ -f /usr/include/nng/nng.h ] || missing+=(libnng-dev)
-[ -f /usr/include/zmq.h ] || missing+=(libzmq3-dev)
-command -v gnuplot >/dev/null 2>&1 || missing+=(gnuplot-nox)
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "bench: installing ${missing[*]}" >&2
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    else
-        echo "bench: missing (optional ones are skipped): ${missing[*]}" >&2
-        echo "  e.g.: sudo apt-get install ${missing[*]}" >&2
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkgconf)
+optional=()
+[ -f /usr/include/nng/nng.h ] || optional+=(libnng-dev)
+[ -f /usr/include/zmq.h ] || optional+=(libzmq3-dev)
+command -v gnuplot >/dev/null 2>&1 || optional+=(gnuplot-nox)
+quiet_step "packages"
+if is_root && command -v apt-get >/dev/null 2>&1; then
+    need_packages "${missing[@]}" "${optional[@]}"
+else
+    need_packages "${missing[@]}" # fails, saying what to install
+    if [ ${#optional[@]} -gt 0 ]; then
+        say "optional, skipped: ${optional[*]} (e.g.: sudo apt-get install ${optional[*]})"
     fi
 fi
 
 status=0
 for transport in socket fifo; do
     dir=build/bench-$transport
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release \
+    quiet_step "build msgpipe_bench, $transport transport ($dir)"
+    hint "the log says which file failed"
+    run "bench-$transport-configure" cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
         -DMSGPIPE_POSIX_TRANSPORT=$transport -DMSGPIPE_BUILD_TESTS=OFF \
-        -DMSGPIPE_BUILD_EXAMPLES=OFF -DMSGPIPE_BUILD_BENCH=ON >/dev/null
-    cmake --build "$dir" -j "$(nproc)" --target msgpipe_bench >/dev/null
+        -DMSGPIPE_BUILD_EXAMPLES=OFF -DMSGPIPE_BUILD_BENCH=ON
+    run "bench-$transport-build" cmake --build "$dir" -j "$(nproc)" --target msgpipe_bench
     echo "==== msgpipe_bench, $transport transport" >&2
-    "$dir/bench/msgpipe_bench" --csv-file="build/bench-$transport.csv" "$@" ||
-        status=1
+    rc=0
+    "$dir/bench/msgpipe_bench" --csv-file="build/bench-$transport.csv" "$@" || rc=$?
+    [ "$rc" = 0 ] || { status=1; say "msgpipe_bench ($transport) failed with exit status $rc: its message is above"; }
     # Streaming again with msgpipe_send_batch (64 messages per call): what
     # a program sending many small messages should use.
     echo "==== msgpipe_bench, $transport transport, msgpipe_send_batch" >&2
     "$dir/bench/msgpipe_bench" --cases=stream --transports=msgpipe --batch=64 \
-        --csv-file="build/bench-$transport-batch.csv" "$@" || status=1
+        --csv-file="build/bench-$transport-batch.csv" "$@" || rc=$?
+    [ "$rc" = 0 ] || { status=1; say "msgpipe_bench --batch=64 ($transport) failed with exit status $rc: its message is above"; }
 done
 if command -v gnuplot >/dev/null 2>&1; then
     gnuplot -e "sock='build/bench-socket.csv'; fifo='build/bench-fifo.csv'; out='build/bench-performance.png'" \
         bench/plot.gp
     echo "bench: plot in build/bench-performance.png" >&2
 fi
+[ "$status" = 0 ] || say "some cases failed (see above); the other results are still in build/"
 exit $status

@@ -32,6 +32,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+. scripts/lib.sh
+lib_init consumer-test
 what=${1:-all}
 case "$what" in linux|windows|all) ;; *)
     echo "usage: $0 [linux|windows|all]" >&2; exit 2 ;;
@@ -44,15 +46,33 @@ name_base="msgpipe-consumer-$$"
 n=0
 
 say() { printf 'consumer-test: %s\n' "$*"; }
-die() { printf 'consumer-test: FAILED: %s\n' "$*" >&2; exit 1; }
+die() {
+    lib_report 1 "$*"
+    exit 1
+}
 # quiet LOG CMD...: run CMD with its output in $work/LOG.log, shown on failure.
 quiet() {
-    local log=$work/$1.log; shift
-    if ! "$@" >"$log" 2>&1; then
-        tail -n 40 "$log" >&2
-        die "$* (log: $log)"
-    fi
+    local name=$1
+    shift
+    quiet_step "$*"
+    MSGPIPE_LOGS=$work run "$name" "$@"
 }
+
+# What it needs, installed as root when missing (the Windows part's own
+# needs are installed by scripts/win-deps.sh).
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkgconf)
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
+if [ "$what" != linux ]; then
+    # shellcheck disable=SC2207
+    missing+=($(win_missing_packages))
+fi
+quiet_step "packages"
+need_packages "${missing[@]}"
 
 # build_and_install SYSTEM [CMAKE ARGS...]: configure, build, install into a
 # staging prefix, then move it to $work/SYSTEM/prefix.
@@ -170,11 +190,13 @@ windows() {
     # A persistent wineserver: each program starts in milliseconds, and no
     # Wine helper keeps our output pipe open.  If one is running already
     # (scripts/test.sh started it), use it and leave it running.
-    if scripts/win-deps.sh wine-start; then
-        trap 'scripts/win-deps.sh wine-stop' EXIT
-    else
-        say "windows: using the wineserver already running in $WINEPREFIX"
-    fi
+    local rc=0
+    scripts/win-deps.sh wine-start || rc=$?
+    case $rc in
+    0) trap 'scripts/win-deps.sh wine-stop' EXIT ;;
+    3) say "windows: using the wineserver already running in $WINEPREFIX" ;;
+    *) die "scripts/win-deps.sh wine-start failed (exit status $rc; see above)" ;;
+    esac
 
     say "windows: find_package(msgpipe CONFIG)"
     quiet win-cmake-configure cmake -S tests/consumer -B "$work/windows/cmake" \

@@ -4,35 +4,36 @@
 #
 #   bash scripts/demo.sh [NAME]
 #
-# Installs cmake and a C compiler with apt-get when run as root and they are
-# missing.  Both programs' output is shown, each line marked "server:" or
+# Installs cmake, gcc with libc6-dev, and make with apt-get when run as root
+# and they are missing (otherwise says what to install).  Logs of the build
+# are in build/logs; a failure says which step and command failed, and why.  Both programs' output is shown, each line marked "server:" or
 # "client:".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+lib_init demo.sh
 name="${1:-ABC}"
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# gcc without its recommends cannot link: the C library's startup files and
+# headers are in libc6-dev.
+[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
 command -v make >/dev/null 2>&1 || missing+=(make)
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    else
-        echo "demo.sh: missing: ${missing[*]}; install them, e.g.:" >&2
-        echo "  sudo apt-get install ${missing[*]}" >&2
-        exit 1
-    fi
-fi
+quiet_step "packages"
+need_packages "${missing[@]}"
 
-cmake -S . -B build/demo -DCMAKE_BUILD_TYPE=Release -DMSGPIPE_BUILD_TESTS=OFF \
-    >/dev/null
-cmake --build build/demo -j "$(nproc)" >/dev/null
+quiet_step "configure and build (build/demo)"
+hint "the log says which file failed"
+run demo-configure cmake -S . -B build/demo -DCMAKE_BUILD_TYPE=Release \
+    -DMSGPIPE_BUILD_TESTS=OFF
+run demo-build cmake --build build/demo -j "$(nproc)"
 
 # The client starts first and waits for the server, to show that either
 # order works.
+quiet_step "run demo_client and demo_server"
+hint "run build/demo/examples/demo_server and demo_client by hand in two terminals to see each one's errors"
 build/demo/examples/demo_client "$name" &
 client=$!
 sleep 0.3

@@ -16,10 +16,11 @@
 # `wineserver -p` plus `wine wineboot` with stdio detached, after which each
 # test exe starts in ~0.05 s. (Never start a persistent server from inside a
 # ctest test: its helpers would hold the pipe until the test times out.)
-# Both honour WINEPREFIX.
+# Both honour WINEPREFIX.  wine-start exits with status 3 (and starts
+# nothing) when a wineserver already runs for the prefix; wine-stop stops it.
 #
 # What it does (idempotent, quiet; logs go to $MSGPIPE_WIN_DEPS/logs):
-#   1. checks for gcc-mingw-w64-x86-64, wine64, dpkg-dev, cmake; as root
+#   1. checks for gcc-mingw-w64-x86-64, wine and wine64, dpkg-dev, cmake; as root
 #      installs the missing ones with apt-get, otherwise prints what to install
 #      and exits 1;
 #   2. unless $MSGPIPE_WIN_DEPS/prefix already has include/cmocka.h and
@@ -41,80 +42,88 @@
 # defines no target):
 #   find_path(CMOCKA_INCLUDE_DIR cmocka.h)
 #   find_library(CMOCKA_LIBRARY NAMES cmocka-static libcmocka-static.a)
-set -eu
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+lib_init win-deps
 
 wine_env() {
     export WINEDEBUG=${WINEDEBUG:--all} WINEDLLOVERRIDES=${WINEDLLOVERRIDES:-mscoree,mshtml=}
 }
+# need_tools STEP TOOL...: fail, naming each tool that is not on the PATH and
+# the package that has it, when any is missing.
+need_tools() {
+    local what=$1 t gone=""
+    shift
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || gone="$gone $t"
+    done
+    [ -z "$gone" ] && return 0
+    quiet_step "$what"
+    hint "install Debian's 'wine' and 'wine64' packages (as root: bash scripts/win-deps.sh, or apt-get install --no-install-recommends wine wine64)"
+    lib_report 127 "$what: not on the PATH:$gone"
+    exit 127
+}
 case "${1:-}" in
-    wine-start)
-        wine_env
-        wineserver -p </dev/null >/dev/null 2>&1
-        wine wineboot </dev/null >/dev/null 2>&1
-        exit 0 ;;
-    wine-stop)
-        wineserver -k 2>/dev/null || true
-        wineserver -w 2>/dev/null || true
-        exit 0 ;;
-    "") ;;
-    *) echo "usage: $0 [wine-start|wine-stop]" >&2; exit 2 ;;
+wine-start)
+    need_tools wine-start wine wineserver
+    wine_env
+    logs=${MSGPIPE_WIN_DEPS:-$lib_repo/build/win-deps}/logs
+    mkdir -p "$logs"
+    MSGPIPE_LOGS=$(cd "$logs" && pwd)
+    quiet_step "wine-start: persistent wineserver in ${WINEPREFIX:-$HOME/.wine}"
+    hint "see the log; 'WINEDEBUG=err+all wineserver -p -f' shows why the server does not start"
+    # wineserver exits with status 2 when a server already runs for this
+    # prefix: then wine-start uses it, says so, and exits with status 3.
+    rc=0
+    wineserver -p >"$MSGPIPE_LOGS/wineserver-start.log" 2>&1 </dev/null || rc=$?
+    if [ "$rc" = 2 ]; then
+        say "a wineserver already runs for ${WINEPREFIX:-$HOME/.wine}: using it"
+        exit 3
+    elif [ "$rc" != 0 ]; then
+        lib_last_log=$MSGPIPE_LOGS/wineserver-start.log
+        lib_report "$rc" "wineserver -p"
+        exit "$rc"
+    fi
+    quiet_step "wine-start: wineboot in ${WINEPREFIX:-$HOME/.wine}"
+    hint "a damaged prefix can be removed (rm -rf \"\$WINEPREFIX\") and is made again by scripts/win-deps.sh"
+    run wine-wineboot wine wineboot
+    exit 0
+    ;;
+wine-stop)
+    need_tools wine-stop wineserver
+    # -k: nothing to stop is fine (status 1); -w waits for the server to go.
+    wineserver -k 2>/dev/null || true
+    wineserver -w 2>/dev/null || true
+    exit 0
+    ;;
+"") ;;
+*)
+    echo "usage: $0 [wine-start|wine-stop]" >&2
+    exit 2
+    ;;
 esac
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$lib_repo
 deps=${MSGPIPE_WIN_DEPS:-$repo/build/win-deps}
 mkdir -p "$deps"
 deps=$(cd "$deps" && pwd)
 prefix=$deps/prefix
-logs=$deps/logs
-mkdir -p "$logs"
+MSGPIPE_LOGS=$deps/logs
+mkdir -p "$MSGPIPE_LOGS"
 
 triple=x86_64-w64-mingw32
-suite=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
-suite=${suite:-bookworm}
+suite=$(debian_suite)
 
-say() { echo "win-deps: $*" >&2; }
-die() { say "error: $*"; exit 1; }
-# run LOGNAME CMD...: run quietly, dump the log on failure.
-run() {
-    local log=$logs/$1.log; shift
-    if ! "$@" >"$log" 2>&1; then
-        say "failed: $* (log: $log)"
-        tail -n 60 "$log" >&2
-        exit 1
-    fi
+die() {
+    lib_report 1 "$*"
+    exit 1
 }
-
-is_root() { [ "$(id -u)" -eq 0 ]; }
 
 # --- 1. packages ------------------------------------------------------------
-have_wine() {
-    command -v wine >/dev/null 2>&1 || [ -x /usr/lib/wine/wine64 ]
-}
-missing=
-command -v $triple-gcc >/dev/null 2>&1 || missing="$missing gcc-mingw-w64-x86-64"
-# The 64-bit loader is in 'wine64'; /usr/bin/wine and /usr/bin/wineserver,
-# which everything here calls, are in 'wine'.  Both are needed, whichever of
-# them (or neither) is there already.
-[ -x /usr/lib/wine/wine64 ] || missing="$missing wine64"
-{ command -v wine && command -v wineserver; } >/dev/null 2>&1 || missing="$missing wine"
-command -v dpkg-source >/dev/null 2>&1 || missing="$missing dpkg-dev"
-command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
-if [ -n "$missing" ]; then
-    if is_root; then
-        say "installing:$missing"
-        export DEBIAN_FRONTEND=noninteractive
-        if ! apt-get install -y --no-install-recommends $missing >"$logs/apt-install.log" 2>&1; then
-            run apt-update apt-get update
-            run apt-install apt-get install -y --no-install-recommends $missing
-        fi
-    else
-        say "missing packages; as root run:"
-        say "  apt-get install --no-install-recommends$missing"
-        exit 1
-    fi
-fi
-
-if command -v wine >/dev/null 2>&1; then wine=$(command -v wine); else wine=/usr/lib/wine/wine64; fi
+quiet_step "win-deps: packages"
+# shellcheck disable=SC2046
+need_packages $(win_missing_packages)
+wine=$(command -v wine)
 
 # --- 2. cmocka for mingw ----------------------------------------------------
 find_static_lib() {
@@ -128,52 +137,6 @@ find_static_lib() {
 have_deb_src() {
     apt-get indextargets --format '$(CREATED_BY) $(SUITE) $(CODENAME)' 2>/dev/null \
         | grep -Eq "^Sources .*\\b$suite\\b"
-}
-
-# Print "URI<TAB>SIGNED_BY" of the first enabled 'deb' entry for $suite.
-find_mirror() {
-    local f
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        awk -v suite="$suite" '
-            function flush() {
-                if (types ~ /(^| )deb( |$)/ && enabled != "no" && uris != "" &&
-                    (" " suites " ") ~ (" " suite " ")) {
-                    split(uris, u, " "); printf "%s\t%s\n", u[1], signed; found = 1; exit
-                }
-                types = uris = suites = signed = ""; enabled = "yes"
-            }
-            BEGIN { enabled = "yes" }
-            /^[ \t]*#/ { next }
-            /^[ \t]*$/ { flush(); next }
-            {
-                key = tolower($1); sub(/:$/, "", key)
-                val = $0; sub(/^[^:]*:[ \t]*/, "", val); sub(/[ \t]+$/, "", val)
-                if (key == "types") types = val
-                else if (key == "uris") uris = val
-                else if (key == "suites") suites = val
-                else if (key == "signed-by") signed = val
-                else if (key == "enabled") enabled = tolower(val)
-            }
-            END { if (!found) flush() }
-        ' "$f" | head -n 1 | grep . && return 0
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        awk -v suite="$suite" '
-            $1 == "deb" {
-                i = 2; signed = ""
-                if ($i ~ /^\[/) {
-                    while (i <= NF) {
-                        if ($i ~ /^\[?signed-by=/) { s = $i; sub(/^\[?signed-by=/, "", s); sub(/\]$/, "", s); signed = s }
-                        if ($i ~ /\]$/) { i++; break }
-                        i++
-                    }
-                }
-                if ($(i + 1) == suite) { printf "%s\t%s\n", $i, signed; exit }
-            }' "$f" | head -n 1 | grep . && return 0
-    done
-    return 1
 }
 
 add_deb_src() {
@@ -199,6 +162,8 @@ add_deb_src() {
 if [ -f "$prefix/include/cmocka.h" ] && find_static_lib >/dev/null; then
     : # already built
 else
+    quiet_step "win-deps: cmocka for Windows, from Debian's source package"
+    hint "the log names the failing command; 'rm -rf $deps' and a new run start the build afresh"
     if ! have_deb_src; then
         is_root || die "no deb-src entry for $suite; as root add one (e.g. 'deb-src http://deb.debian.org/debian $suite main') and run apt-get update"
         add_deb_src
@@ -212,7 +177,7 @@ else
     # the resulting warning is harmless.
     (cd "$src" && run apt-source apt-get source cmocka)
     srcdir=$(find "$src" -mindepth 1 -maxdepth 1 -type d -name 'cmocka-*' | head -n 1)
-    [ -n "$srcdir" ] || die "apt-get source cmocka produced no source dir (log: $logs/apt-source.log)"
+    [ -n "$srcdir" ] || die "apt-get source cmocka produced no source dir (log: $MSGPIPE_LOGS/apt-source.log)"
 
     say "cross-building $(basename "$srcdir") for $triple"
     run cmocka-configure cmake -S "$srcdir" -B "$deps/build-cmocka" \
@@ -227,11 +192,11 @@ else
     # make sure it is there under that name whatever the version.
     if [ ! -f "$prefix/lib/libcmocka-static.a" ]; then
         lib=$(find "$deps/build-cmocka" -name 'libcmocka*.a' ! -name '*.dll.a' | head -n 1)
-        [ -n "$lib" ] || die "no static cmocka library was built (logs: $logs)"
+        [ -n "$lib" ] || die "no static cmocka library was built (logs: $MSGPIPE_LOGS)"
         mkdir -p "$prefix/lib"
         cp "$lib" "$prefix/lib/libcmocka-static.a"
     fi
-    [ -f "$prefix/include/cmocka.h" ] || die "cmocka.h not installed (logs: $logs)"
+    [ -f "$prefix/include/cmocka.h" ] || die "cmocka.h not installed (logs: $MSGPIPE_LOGS)"
     # Drop the shared build and the broken CMake/pkg-config metadata (it names
     # lib/cmocka.dll.a, which does not exist) so nothing can pick them by mistake.
     rm -rf "$prefix/bin/cmocka.dll" "$prefix"/lib/*.dll.a \
@@ -243,6 +208,8 @@ fi
 if [ "${MSGPIPE_WIN_NO_WINEBOOT:-0}" != 1 ]; then
     wp=${WINEPREFIX:-$HOME/.wine}
     if [ ! -f "$wp/system.reg" ]; then
+        quiet_step "win-deps: Wine prefix $wp"
+        hint "remove the prefix (rm -rf $wp) and run again; WINEDEBUG=err+all shows Wine's own errors"
         say "initialising Wine prefix $wp (once, ~10 s)"
         # No DISPLAY needed; the overrides stop the Mono/Gecko install prompts.
         WINEPREFIX=$wp WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" \
