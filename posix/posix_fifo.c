@@ -95,8 +95,6 @@ typedef struct msgpipe__fifo_conn {
     int s2c_wr; /* our own write end of s2c: no end of file before accept */
     uint8_t ack[MSGPIPE__ACK_LEN];
     size_t ack_len;
-    int sent;         /* bytes were written before the acceptance */
-    int64_t deadline; /* of msgpipe_connect(): msgpipe_peer waits until */
 } msgpipe__fifo_conn;
 
 /* ---- Small helpers ------------------------------------------------------ */
@@ -145,8 +143,10 @@ ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt,
     (void)block;
     n = msgpipe__writev_nosig(p->wfd, iov, cnt);
 
-    if (n > 0 && p->conn != NULL)
-        ((msgpipe__fifo_conn *)p->conn)->sent = 1;
+    /* Only a flag of the sending side (tx_lock is held): the connect
+     * state itself may be freed by the receiving thread meanwhile. */
+    if (n > 0)
+        p->early_sent = 1;
     return n;
 }
 
@@ -730,7 +730,7 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
     p->wfd = wfd;
     p->fifo = 1;
     p->connecting = 1;
-    c->deadline = deadline;
+    p->conn_deadline = deadline;
     p->conn = c;
     *out = p;
     return MSGPIPE_OK;
@@ -744,14 +744,19 @@ fail:
     return rc;
 }
 
-int msgpipe__t_finish(msgpipe *p, int64_t deadline)
+/* One step of finishing the connect, with conn_lock held: read what has
+ * come of the answer without waiting.  ETIMEDOUT while it is incomplete;
+ * otherwise the connect's result, which stays in p->conn_rc. */
+static int msgpipe__finish_locked(msgpipe *p)
 {
     msgpipe__fifo_conn *c = (msgpipe__fifo_conn *)p->conn;
     ssize_t n;
-    int w;
+    int rc;
 
+    if (!p->connecting)
+        return p->conn_rc;
     while (c->ack_len < MSGPIPE__ACK_LEN) {
-        /* Exactly the acceptance record: what follows it is messages. */
+        /* Exactly the answer record: what follows it is messages. */
         n = msgpipe__sys.read(p->fd, c->ack + c->ack_len,
                               MSGPIPE__ACK_LEN - c->ack_len);
         if (n > 0) {
@@ -760,38 +765,58 @@ int msgpipe__t_finish(msgpipe *p, int64_t deadline)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return msgpipe__from_errno(errno);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return MSGPIPE_ETIMEDOUT;
+        /* End of file cannot come while we hold s2c_wr; a read error. */
+        return msgpipe__from_errno(n < 0 ? errno : EIO);
+    }
+    if (memcmp(c->ack, "MPA1", 4) == 0) {
+        rc = MSGPIPE_OK;
+        p->peer_pid = (int64_t)msgpipe__get_be64(c->ack + 4);
+        p->peer_uid = (int64_t)msgpipe__get_be64(c->ack + 12);
+        p->peer_gid = (int64_t)msgpipe__get_be64(c->ack + 20);
+    } else if (memcmp(c->ack, "MPR1", 4) == 0) {
+        rc = MSGPIPE_ECLOSED; /* the server closed before accepting us */
+    } else {
+        rc = MSGPIPE_EPROTO;
+    }
+    /* Answered: drop our extra ends, so that end of pipe works both ways,
+     * and remove the names - the open descriptors are all that remains. */
+    p->connecting = 0;
+    p->conn = NULL;
+    p->conn_rc = rc;
+    msgpipe__conn_free(c, 1);
+    return rc;
+}
+
+int msgpipe__t_finish(msgpipe *p, int64_t deadline)
+{
+    int rc, w;
+
+    /* The sender and the receiver may both be here: each step is taken
+     * with conn_lock held, and the waiting is done without it, so that a
+     * sender (deadline 0) never waits behind a receiver. */
+    for (;;) {
+        pthread_mutex_lock(&p->conn_lock);
+        rc = msgpipe__finish_locked(p);
+        pthread_mutex_unlock(&p->conn_lock);
+        if (rc != MSGPIPE_ETIMEDOUT)
+            return rc;
         w = msgpipe__wait_fd(p->fd, POLLIN, deadline);
         if (w < 0)
             return w;
         if (w == 0)
             return MSGPIPE_ETIMEDOUT;
     }
-    p->connecting = 0;
-    p->conn = NULL;
-    if (memcmp(c->ack, "MPA1", 4) != 0) {
-        msgpipe__conn_free(c, 1);
-        p->rx_err = p->tx_err = MSGPIPE_EPROTO;
-        return MSGPIPE_EPROTO;
-    }
-    p->peer_pid = (int64_t)msgpipe__get_be64(c->ack + 4);
-    p->peer_uid = (int64_t)msgpipe__get_be64(c->ack + 12);
-    p->peer_gid = (int64_t)msgpipe__get_be64(c->ack + 20);
-    /* Accepted: drop our extra ends, so that end of pipe works both ways,
-     * and remove the names - the open descriptors are all that remains. */
-    msgpipe__conn_free(c, 1);
-    return MSGPIPE_OK;
 }
 
 void msgpipe__t_release(msgpipe *p, int64_t linger)
 {
-    msgpipe__fifo_conn *c = (msgpipe__fifo_conn *)p->conn;
-
     /* Bytes sent before the server accepted wait in c2s, which vanishes
      * when its last descriptor closes: give the server until linger to
-     * take them over, as a socket's queued connection would keep them. */
-    if (c != NULL && c->sent)
+     * take them over, as a socket's queued connection would keep them.
+     * (Closing is never concurrent with other calls on the pipe.) */
+    if (p->conn != NULL && p->early_sent)
         (void)msgpipe__t_finish(p, linger);
     if (p->conn != NULL) {
         msgpipe__conn_free((msgpipe__fifo_conn *)p->conn, 1);
@@ -804,14 +829,13 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
 {
     int rc;
 
-    if (p->connecting) {
-        /* The server's identity arrives with its acceptance.  A client
-         * asks for it to decide whether to trust the server, so wait for
-         * it - within the time msgpipe_connect() was given. */
-        rc = msgpipe__t_finish(p, ((msgpipe__fifo_conn *)p->conn)->deadline);
-        if (rc != MSGPIPE_OK)
-            return rc;
-    }
+    /* A client's server identity arrives with its acceptance.  A client
+     * asks for it to decide whether to trust the server, so wait for it -
+     * within the time msgpipe_connect() was given.  (Connected pipes
+     * return at once; the lock orders the ids' writing before this.) */
+    rc = msgpipe__t_finish(p, p->conn_deadline);
+    if (rc != MSGPIPE_OK)
+        return rc;
     info->pid = p->peer_pid;
     info->uid = p->peer_uid;
     info->gid = p->peer_gid;

@@ -34,11 +34,18 @@ struct msgpipe {
 
     /* Transport state.  A FIFO is written with SIGPIPE blocked (there is
      * no MSG_NOSIGNAL for write()); a FIFO client is "connecting" until
-     * the server has accepted it (see posix_fifo.c). */
+     * the server has accepted it (see posix_fifo.c).  A sender and a
+     * receiver may both finish the connect, so connecting, conn, conn_rc
+     * and the peer ids are touched only with conn_lock held (a socket
+     * never uses them). */
     int fifo;
     int can_block; /* socket: blocking descriptor, MSG_DONTWAIT per call */
+    pthread_mutex_t conn_lock;
     int connecting;
-    void *conn; /* the transport's connect state, or NULL */
+    void *conn;  /* the transport's connect state, or NULL */
+    int conn_rc; /* once connected: OK, or why not (ECLOSED, EPROTO) */
+    int64_t conn_deadline; /* of msgpipe_connect(): msgpipe_peer waits */
+    int early_sent; /* bytes were written (under tx_lock), maybe unaccepted */
     int64_t peer_pid, peer_uid, peer_gid; /* FIFO: from the handshake */
 
     /* Receive side: touched only by the receiving thread. */
@@ -107,9 +114,10 @@ void msgpipe__server_remove_file(msgpipe_server *s);
 
 /* ---- Transport hooks (posix_socket.c or posix_fifo.c) ------------------ */
 
-/* A connecting pipe (p->connecting): finish connecting, waiting until the
- * deadline.  OK once connected; ETIMEDOUT while not yet; an error (e.g.
- * ECLOSED: refused) otherwise. */
+/* Finish connecting, waiting until the deadline.  OK once connected (at
+ * once for a pipe that is); ETIMEDOUT while not yet; an error otherwise
+ * (ECLOSED: the server closed without accepting; EPROTO), every time.
+ * Safe to call from a sending and a receiving thread at once. */
 int msgpipe__t_finish(msgpipe *p, int64_t deadline);
 
 /* Release the transport's state of a pipe, before its descriptors are

@@ -118,6 +118,12 @@ int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
         close(fd);
         return MSGPIPE_ENOMEM;
     }
+    if (pthread_mutex_init(&p->conn_lock, NULL) != 0) {
+        pthread_mutex_destroy(&p->tx_lock);
+        msgpipe__free(p);
+        close(fd);
+        return MSGPIPE_ENOMEM;
+    }
     p->fd = fd;
     p->wfd = fd;
     p->opts = *o;
@@ -286,12 +292,13 @@ static int msgpipe__send_locked(msgpipe *p, const msgpipe_msg *msgs, size_t n,
         return p->tx_err;
     if (timeout_ms >= 0)
         p->tx_timed = 1;
-    if (p->connecting) {
-        /* A FIFO client may send before the server has accepted it (as
-         * into a socket's backlog); only a refusal stops it. */
-        rc = msgpipe__t_finish(p, msgpipe__deadline(0));
-        if (rc != MSGPIPE_OK && rc != MSGPIPE_ETIMEDOUT)
-            return rc;
+    /* A FIFO client may send before the server has accepted it (as into
+     * a socket's backlog); only a refusal stops it. */
+    rc = msgpipe__t_finish(p, msgpipe__deadline(0));
+    if (rc != MSGPIPE_OK && rc != MSGPIPE_ETIMEDOUT) {
+        if (rc == MSGPIPE_ECLOSED || rc == MSGPIPE_EPROTO)
+            p->tx_err = rc;
+        return rc;
     }
     deadline = msgpipe__deadline(timeout_ms);
     rc = msgpipe__flush_tx(p, deadline);
@@ -748,10 +755,11 @@ static int msgpipe__recv_header(msgpipe *p, size_t *len, int64_t deadline)
 
     if (p->rx_err == MSGPIPE_EPROTO || p->rx_err == MSGPIPE_EIO)
         return p->rx_err;
-    if (p->connecting) {
-        rc = msgpipe__t_finish(p, deadline);
-        if (rc != MSGPIPE_OK)
-            return rc;
+    rc = msgpipe__t_finish(p, deadline);
+    if (rc != MSGPIPE_OK) {
+        if (rc == MSGPIPE_ECLOSED || rc == MSGPIPE_EPROTO)
+            p->rx_err = rc;
+        return rc;
     }
     if (p->emsg_pending) {
         /* msgpipe_poll met this oversized message's header. */
@@ -818,8 +826,9 @@ int msgpipe__rx_ready(msgpipe *p)
     size_t avail, hlen, off = 0;
     int rc;
 
-    if (p->connecting)
-        return 0; /* msgpipe__rx_pump finishes connecting first */
+    /* (A FIFO client not accepted yet holds nothing: 0 below, and
+     * msgpipe__rx_pump finishes connecting once its descriptor is
+     * readable.) */
     if (p->rx_err != MSGPIPE_OK || p->emsg_pending)
         return 1;
     avail = p->rbuf != NULL ? p->rend - p->rpos : 0;
@@ -847,12 +856,13 @@ int msgpipe__rx_pump(msgpipe *p)
     uint64_t announced = 0;
     int rc;
 
-    if (p->connecting) {
-        rc = msgpipe__t_finish(p, now);
-        if (rc == MSGPIPE_ETIMEDOUT)
-            return 0;
-        if (rc != MSGPIPE_OK)
-            return 1; /* refused: a receive reports it at once */
+    rc = msgpipe__t_finish(p, now);
+    if (rc == MSGPIPE_ETIMEDOUT)
+        return 0;
+    if (rc != MSGPIPE_OK) {
+        if (rc == MSGPIPE_ECLOSED || rc == MSGPIPE_EPROTO)
+            p->rx_err = rc;
+        return 1; /* refused: a receive reports it at once */
     }
     if (msgpipe__rx_ready(p))
         return 1;
@@ -897,6 +907,7 @@ void msgpipe__b_close(msgpipe *p)
         (void)msgpipe__flush_tx(p, linger);
     msgpipe__t_release(p, linger);
     pthread_mutex_destroy(&p->tx_lock);
+    pthread_mutex_destroy(&p->conn_lock);
     if (p->wfd != p->fd && p->wfd >= 0)
         close(p->wfd);
     if (p->fd >= 0)
