@@ -370,78 +370,94 @@ static int msgpipe__pid_of_uid(int64_t pid, uid_t uid)
 #endif
 }
 
+/* A request's two FIFOs, checked: both in one directory, which is
+ * private to their owner, and both private FIFOs of that owner. */
+typedef struct msgpipe__req_files {
+    const char *c2s, *s2c;
+    char dir[MSGPIPE__FIFO_PATH];
+    struct stat sc, ss;
+    int64_t pid;
+} msgpipe__req_files;
+
+/* 1 if the request record names files that pass the checks (then *f
+ * describes them), 0 if it is to be ignored. */
+static int msgpipe__check_request(const uint8_t *rec, size_t len,
+                                  msgpipe__req_files *f)
+{
+    const char *end = (const char *)rec + len, *slash;
+    struct stat sd;
+
+    f->c2s = (const char *)rec + MSGPIPE__REQ_HDR;
+    f->pid = (int64_t)msgpipe__get_be64(rec + 6);
+    f->s2c = memchr(f->c2s, '\0', (size_t)(end - f->c2s));
+    if (f->s2c == NULL || ++f->s2c >= end ||
+        memchr(f->s2c, '\0', (size_t)(end - f->s2c)) == NULL)
+        return 0;
+    if (f->pid <= 0 || f->c2s[0] != '/' || f->s2c[0] != '/')
+        return 0;
+    slash = strrchr(f->c2s, '/');
+    if ((size_t)(slash - f->c2s) >= sizeof(f->dir) ||
+        strncmp(f->c2s, f->s2c, (size_t)(slash - f->c2s) + 1) != 0 ||
+        strchr(f->s2c + (slash - f->c2s) + 1, '/') != NULL)
+        return 0;
+    memcpy(f->dir, f->c2s, (size_t)(slash - f->c2s));
+    f->dir[slash - f->c2s] = '\0';
+    if (lstat(f->c2s, &f->sc) != 0 || lstat(f->s2c, &f->ss) != 0 ||
+        lstat(f->dir, &sd) != 0)
+        return 0;
+    return msgpipe__private_fifo(&f->sc, f->sc.st_uid) &&
+           msgpipe__private_fifo(&f->ss, f->sc.st_uid) && S_ISDIR(sd.st_mode) &&
+           sd.st_uid == f->sc.st_uid && (sd.st_mode & 0077) == 0;
+}
+
 /* Take one request: 1 and a new pipe in *out if it holds, 0 to ignore it
  * (malformed, not private, a client that is gone), or a negative error
- * that the caller must report (out of memory or descriptors). */
+ * that the caller must report (out of memory or descriptors).  With an
+ * error nothing was done that the client can see: the request may be
+ * taken again later. */
 static int msgpipe__take_request(msgpipe_server *s, const uint8_t *rec,
                                  size_t len, msgpipe **out)
 {
-    const char *c2s = (const char *)rec + MSGPIPE__REQ_HDR, *s2c, *end;
-    char dir[MSGPIPE__FIFO_PATH];
-    struct stat sc, ss, sd, fc, fs;
+    msgpipe__req_files f;
+    struct stat fc, fs;
     uint8_t ack[MSGPIPE__ACK_LEN];
-    int64_t pid = (int64_t)msgpipe__get_be64(rec + 6);
     int rfd = -1, wfd = -1, rc;
-    const char *slash;
     msgpipe *p;
 
-    end = (const char *)rec + len;
-    s2c = memchr(c2s, '\0', (size_t)(end - c2s));
-    if (s2c == NULL || ++s2c >= end ||
-        memchr(s2c, '\0', (size_t)(end - s2c)) == NULL)
+    if (!msgpipe__check_request(rec, len, &f))
         return 0;
-    if (pid <= 0 || c2s[0] != '/' || s2c[0] != '/')
-        return 0;
-    /* Both FIFOs in one directory, which is private to their owner. */
-    slash = strrchr(c2s, '/');
-    if ((size_t)(slash - c2s) >= sizeof(dir) ||
-        strncmp(c2s, s2c, (size_t)(slash - c2s) + 1) != 0 ||
-        strchr(s2c + (slash - c2s) + 1, '/') != NULL)
-        return 0;
-    memcpy(dir, c2s, (size_t)(slash - c2s));
-    dir[slash - c2s] = '\0';
-    if (lstat(c2s, &sc) != 0 || lstat(s2c, &ss) != 0 || lstat(dir, &sd) != 0)
-        return 0;
-    if (!msgpipe__private_fifo(&sc, sc.st_uid) ||
-        !msgpipe__private_fifo(&ss, sc.st_uid) || !S_ISDIR(sd.st_mode) ||
-        sd.st_uid != sc.st_uid || (sd.st_mode & 0077) != 0)
-        return 0;
-    if (!msgpipe__pid_of_uid(pid, sc.st_uid)) {
+    if (!msgpipe__pid_of_uid(f.pid, f.sc.st_uid)) {
         /* Gone (or never that user's): if the process is gone, what it
          * left - checked above to be private FIFOs in a private directory
          * - goes too. */
-        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-            msgpipe__remove_conn_files(c2s, s2c, dir);
+        if (kill((pid_t)f.pid, 0) != 0 && errno == ESRCH)
+            msgpipe__remove_conn_files(f.c2s, f.s2c, f.dir);
         return 0;
     }
 
-    rfd = msgpipe__open_fifo(c2s, O_RDONLY);
+    rfd = msgpipe__open_fifo(f.c2s, O_RDONLY);
     if (rfd < 0)
         return errno == EMFILE || errno == ENFILE ? msgpipe__from_errno(errno)
                                                   : 0;
-    wfd = msgpipe__open_fifo(s2c, O_WRONLY);
+    wfd = msgpipe__open_fifo(f.s2c, O_WRONLY);
     if (wfd < 0) {
         rc = errno;
         close(rfd);
         if (rc == ENXIO) {
             /* The client is gone (nobody reads s2c): clean up after it,
              * where this user may. */
-            msgpipe__remove_conn_files(c2s, s2c, dir);
+            msgpipe__remove_conn_files(f.c2s, f.s2c, f.dir);
             return 0;
         }
         return rc == EMFILE || rc == ENFILE ? msgpipe__from_errno(rc) : 0;
     }
     /* The files opened must be the ones checked. */
     if (fstat(rfd, &fc) != 0 || fstat(wfd, &fs) != 0 ||
-        fc.st_dev != sc.st_dev || fc.st_ino != sc.st_ino ||
-        fs.st_dev != ss.st_dev || fs.st_ino != ss.st_ino)
+        fc.st_dev != f.sc.st_dev || fc.st_ino != f.sc.st_ino ||
+        fs.st_dev != f.ss.st_dev || fs.st_ino != f.ss.st_ino)
         goto ignore;
-    memcpy(ack, "MPA1", 4);
-    msgpipe__put_be64(ack + 4, (uint64_t)getpid());
-    msgpipe__put_be64(ack + 12, (uint64_t)geteuid());
-    msgpipe__put_be64(ack + 20, (uint64_t)getegid());
-    if (msgpipe__write_nosig(wfd, ack, sizeof(ack)) != (ssize_t)sizeof(ack))
-        goto ignore; /* the client went away meanwhile */
+    /* The pipe is made before the client is told: after the acceptance
+     * nothing may fail. */
     rc = msgpipe__pipe_new(rfd, &s->opts, &p);
     if (rc != MSGPIPE_OK) {
         close(wfd);
@@ -449,15 +465,46 @@ static int msgpipe__take_request(msgpipe_server *s, const uint8_t *rec,
     }
     p->wfd = wfd;
     p->fifo = 1;
-    p->peer_pid = pid;
-    p->peer_uid = (int64_t)sc.st_uid;
-    p->peer_gid = (int64_t)sc.st_gid;
+    memcpy(ack, "MPA1", 4);
+    msgpipe__put_be64(ack + 4, (uint64_t)getpid());
+    msgpipe__put_be64(ack + 12, (uint64_t)geteuid());
+    msgpipe__put_be64(ack + 20, (uint64_t)getegid());
+    if (msgpipe__write_nosig(wfd, ack, sizeof(ack)) != (ssize_t)sizeof(ack)) {
+        msgpipe__b_close(p); /* the client went away meanwhile */
+        return 0;
+    }
+    p->peer_pid = f.pid;
+    p->peer_uid = (int64_t)f.sc.st_uid;
+    p->peer_gid = (int64_t)f.sc.st_gid;
     *out = p;
     return 1;
 ignore:
     close(rfd);
     close(wfd);
     return 0;
+}
+
+/* Tell a client still waiting when its server closes that it will not be
+ * accepted ("MPR1": it then reports MSGPIPE_ECLOSED), as a socket's
+ * queued connections are reset. */
+static void msgpipe__refuse_request(const uint8_t *rec, size_t len)
+{
+    msgpipe__req_files f;
+    uint8_t no[MSGPIPE__ACK_LEN];
+    struct stat fs;
+    int wfd;
+
+    if (!msgpipe__check_request(rec, len, &f))
+        return;
+    wfd = msgpipe__open_fifo(f.s2c, O_WRONLY);
+    if (wfd < 0)
+        return; /* gone */
+    memset(no, 0, sizeof(no));
+    memcpy(no, "MPR1", 4);
+    if (fstat(wfd, &fs) == 0 && fs.st_dev == f.ss.st_dev &&
+        fs.st_ino == f.ss.st_ino)
+        (void)msgpipe__write_nosig(wfd, no, sizeof(no));
+    close(wfd);
 }
 
 int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
@@ -473,10 +520,14 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
         while ((len = msgpipe__next_request(s)) > 0) {
             uint8_t rec[MSGPIPE__REQ_MAX];
             memcpy(rec, s->req, len);
-            msgpipe__drop_request(s, len);
             rc = msgpipe__take_request(s, rec, len, out);
-            if (rc != 0)
-                return rc > 0 ? MSGPIPE_OK : rc;
+            /* Out of descriptors or memory: the request stays first in
+             * line for the next call ("close some and call again"). */
+            if (rc < 0)
+                return rc;
+            msgpipe__drop_request(s, len);
+            if (rc > 0)
+                return MSGPIPE_OK;
         }
         n = msgpipe__sys.read(s->fd, s->req + s->req_len,
                               2 * MSGPIPE__REQ_MAX - s->req_len);
@@ -492,9 +543,43 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
     }
 }
 
+/* How long a closing server waits for clients that are writing their
+ * request at that moment (a write of one record: microseconds). */
+#define MSGPIPE__CLOSE_DRAIN_MS 100
+
 void msgpipe__b_server_close(msgpipe_server *s)
 {
+    int64_t deadline = msgpipe__deadline(MSGPIPE__CLOSE_DRAIN_MS);
+    size_t len;
+    ssize_t n;
+
+    /* First the name goes, so that no new client can write a request;
+     * then every request still queued is refused, until end of file says
+     * that no client has the FIFO open any more. */
     msgpipe__server_remove_file(s);
+    if (s->keep_wfd >= 0) {
+        close(s->keep_wfd);
+        s->keep_wfd = -1;
+    }
+    for (;;) {
+        while ((len = msgpipe__next_request(s)) > 0) {
+            msgpipe__refuse_request(s->req, len);
+            msgpipe__drop_request(s, len);
+        }
+        if (s->fd < 0 || s->req == NULL)
+            break;
+        n = msgpipe__sys.read(s->fd, s->req + s->req_len,
+                              2 * MSGPIPE__REQ_MAX - s->req_len);
+        if (n > 0) {
+            s->req_len += (size_t)n;
+            continue;
+        }
+        if (n == 0 ||
+            (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            break;
+        if (errno != EINTR && msgpipe__wait_fd(s->fd, POLLIN, deadline) <= 0)
+            break;
+    }
     msgpipe__server_free(s);
 }
 
