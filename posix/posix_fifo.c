@@ -588,15 +588,14 @@ void msgpipe__b_server_close(msgpipe_server *s)
 /* The per-user directory that holds clients' private directories:
  * $XDG_RUNTIME_DIR/msgpipe-fifo-UID, else /tmp/msgpipe-fifo-UID; created
  * 0700, and used only if it is a directory of ours that nobody else may
- * enter. */
-static int msgpipe__user_dir(char *out, size_t cap)
+ * enter.  The server's name says nothing about where this is, so a
+ * variable naming a directory that does not exist (or a file) must not
+ * make connecting to a path fail: /tmp is used then. */
+static int msgpipe__user_dir_in(const char *base, char *out, size_t cap)
 {
-    const char *base = getenv("XDG_RUNTIME_DIR");
     struct stat st;
     int n;
 
-    if (base == NULL || base[0] != '/')
-        base = "/tmp";
     n = snprintf(out, cap, "%s/msgpipe-fifo-%lu", base,
                  (unsigned long)geteuid());
     if (n < 0 || (size_t)n >= cap)
@@ -611,6 +610,18 @@ static int msgpipe__user_dir(char *out, size_t cap)
         return MSGPIPE_EACCES; /* somebody else's, or not private */
     }
     return MSGPIPE_OK;
+}
+
+static int msgpipe__user_dir(char *out, size_t cap)
+{
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    struct stat st;
+
+    if (base != NULL && base[0] == '/' && stat(base, &st) == 0 &&
+        S_ISDIR(st.st_mode) &&
+        msgpipe__user_dir_in(base, out, cap) == MSGPIPE_OK)
+        return MSGPIPE_OK;
+    return msgpipe__user_dir_in("/tmp", out, cap);
 }
 
 /* Remove what clients of this user that died before being accepted left
