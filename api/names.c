@@ -77,10 +77,11 @@ static int msgpipe__parse_posix(const char *name, size_t len,
     if (name[0] == '\\')
         return MSGPIPE_EBADNAME; /* a Windows pipe name */
     if (name[0] == '@') {
-        if (!bi->abstract_names)
-            return MSGPIPE_ENOTSUP;
+        /* "@" alone names nothing, with or without abstract names. */
         if (len == 1)
             return MSGPIPE_EBADNAME;
+        if (!bi->abstract_names)
+            return MSGPIPE_ENOTSUP;
         return msgpipe__put(out, MSGPIPE__NAME_ABSTRACT, name, len, "", 0,
                             bi->path_max);
     }

@@ -117,10 +117,10 @@ static int fn_expect(const char *name, const char *dir,
         if (name[0] == '\\')
             return MSGPIPE_EBADNAME;
         if (name[0] == '@') {
-            if (!bi->abstract_names)
-                return MSGPIPE_ENOTSUP;
             if (len == 1)
                 return MSGPIPE_EBADNAME;
+            if (!bi->abstract_names)
+                return MSGPIPE_ENOTSUP;
             *kind = MSGPIPE__NAME_ABSTRACT;
             total = len;
             if (total <= MSGPIPE__NAME_MAX + 64)
