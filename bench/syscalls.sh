@@ -16,6 +16,8 @@
 # socket empty: treat the counts as the shape of the code path, not as what
 # happens at full speed (bench/msgpipe_bench measures that).
 set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+lib_init syscalls.sh
 bench=${1:?usage: syscalls.sh BENCH [TRANSPORT [N]]}
 transport=${2:-msgpipe}
 n=${3:-100000}

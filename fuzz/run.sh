@@ -27,6 +27,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+. scripts/lib.sh
+lib_init fuzz/run.sh
 
 seconds=${1:-${FUZZ_SECONDS:-30}}
 shift || true
@@ -52,10 +54,12 @@ if ! "$cc" -fsanitize=fuzzer,address "$probe/p.c" -o "$probe/p" 2>"$probe/err"; 
 fi
 
 echo "==== fuzz: configure and build ($build)"
-cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" \
+quiet_step "fuzz: configure and build ($build)"
+hint "the log says which file failed; warnings are errors (MSGPIPE_WERROR)"
+run fuzz-configure cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMSGPIPE_WERROR=ON \
     -DMSGPIPE_SANITIZE=address,undefined -DMSGPIPE_FUZZ=ON \
-    -DMSGPIPE_BUILD_EXAMPLES=OFF >/dev/null
+    -DMSGPIPE_BUILD_EXAMPLES=OFF
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
 
 corpus_of() {
@@ -130,4 +134,5 @@ for t in "${targets[@]}"; do
     fi
     i=$((i + 1))
 done
+[ "$status" = 0 ] || say "a target failed (see above)"
 exit $status

@@ -18,11 +18,12 @@
 # machine's installed packages, caches or build trees is visible inside.  It
 # prints one line of outcome at the end, e.g.
 #
-#   fresh-machine: PASS 2026-12-01 demo 1m05s, test 24m10s, disk 3.4G (bookworm, minbase, demo-first)
+#   fresh-machine: PASS 2026-12-01 demo 0m22s, test 6m07s, disk 3.7G in all
+#     (1.1G of it build/; minbase root before: 250M) (bookworm, demo-first)
 #
 # and keeps the full output in build/fresh-machine/*.log.  The root
 # (default /var/tmp/msgpipe-fresh-root) is removed afterwards unless --keep.
-# Not part of .ci/run: it takes about half an hour on two cores.  Run it
+# Not part of .ci/run: it takes about seven minutes on two cores.  Run it
 # after a change to scripts/, .ci/, a CMake find step or anything the test
 # command installs, and record the outcome line in docs/first-run.md.
 #
@@ -104,6 +105,7 @@ mkdir -p "$root"
 t0=$(date +%s)
 run debootstrap debootstrap --variant=minbase "$suite" "$root" "$mirror"
 say "debootstrap: $(($(date +%s) - t0)) s"
+base=$(du -sh --one-file-system "$root" | cut -f1)
 
 step "fresh-machine: prepare the root"
 # The kernel file systems a machine has (Wine and the tests need /proc,
@@ -156,7 +158,8 @@ else
     demo_s=$elapsed
 fi
 disk=$(du -sh --one-file-system "$root" | cut -f1)
+builds=$(du -sh "$root/root/msgpipe/build" | cut -f1)
 step "fresh-machine: outcome"
-printf 'fresh-machine: PASS %s demo %s, test %s, disk %s (%s, minbase, %s)\n' \
-    "$(date -u +%F)" "$(fmt "$demo_s")" "$(fmt "$test_s")" "$disk" "$suite" "$order" |
+printf 'fresh-machine: PASS %s demo %s, test %s, disk %s in all (%s of it build/; minbase root before: %s) (%s, %s)\n' \
+    "$(date -u +%F)" "$(fmt "$demo_s")" "$(fmt "$test_s")" "$disk" "$builds" "$base" "$suite" "$order" |
     tee "$out/outcome.txt"
