@@ -150,6 +150,12 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
 /* Wait up to timeout_ms for a client; ESHUTDOWN once shut down. */
 int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out);
 
+/* msgpipe_accept() after its argument checks: msgpipe__b_accept, and with
+ * allow_uids only the clients listed (api/core.c).  A backend's poll may
+ * call it with timeout 0 to make a server's readiness exact. */
+int msgpipe__accept_admitted(msgpipe_server *srv, int timeout_ms,
+                             msgpipe **out);
+
 /* Wake msgpipe__b_accept and make later accepts fail; any thread; idempotent.
  */
 void msgpipe__b_server_shutdown(msgpipe_server *srv);

@@ -262,15 +262,20 @@ static int msgpipe__uid_allowed(const msgpipe__opts *o, int64_t uid)
 
 int msgpipe_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 {
+    if (out != NULL)
+        *out = NULL;
+    if (srv == NULL || out == NULL || !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    return msgpipe__accept_admitted(srv, timeout_ms, out);
+}
+
+int msgpipe__accept_admitted(msgpipe_server *srv, int timeout_ms, msgpipe **out)
+{
     const msgpipe__opts *o;
     msgpipe_peer_info info;
     int64_t deadline;
     int rc;
 
-    if (out != NULL)
-        *out = NULL;
-    if (srv == NULL || out == NULL || !msgpipe__timeout_ok(timeout_ms))
-        return MSGPIPE_EINVAL;
     o = msgpipe__b_server_opts(srv);
     if (o->n_allow_uids == 0)
         return msgpipe__b_accept(srv, timeout_ms, out);

@@ -514,6 +514,8 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
     ssize_t n;
     int rc;
 
+    if (msgpipe__server_take_ready(s, out))
+        return MSGPIPE_OK;
     for (;;) {
         if (msgpipe__server_is_shut(s))
             return MSGPIPE_ESHUTDOWN;

@@ -85,6 +85,9 @@ struct msgpipe_server {
     int keep_wfd;
     uint8_t *req;
     size_t req_len;
+    /* A client msgpipe_poll() accepted (and admitted) to tell for sure
+     * that the server is ready; the next accept returns it. */
+    msgpipe *ready;
 };
 
 /* ---- Servers (posix_server.c) ------------------------------------------ */
@@ -106,6 +109,15 @@ int msgpipe__server_wait(msgpipe_server *s, int64_t deadline);
 
 /* 1 once msgpipe_server_shutdown() was called (no waiting). */
 int msgpipe__server_is_shut(msgpipe_server *s);
+
+/* What every accept does first: hand out the client msgpipe_poll() took
+ * (1, *out set) unless the server is shut down; else 0. */
+int msgpipe__server_take_ready(msgpipe_server *s, msgpipe **out);
+
+/* For msgpipe_poll: 1 if msgpipe_accept(..., 0) returns at once.  It finds
+ * out by accepting (with the allow_uids check), and keeps the client in
+ * s->ready for the next accept. */
+int msgpipe__server_probe(msgpipe_server *s);
 
 /* Remember which file the server made (after creating it), and remove it
  * on close only if it is still that file. */

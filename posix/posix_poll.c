@@ -10,7 +10,14 @@
  * other way round, a readable descriptor may carry only part of a message:
  * its bytes are taken into the pipe (msgpipe__rx_pump) and the pipe is
  * reported only when a receive would return at once.  So every pipe
- * reported readable delivers with msgpipe_recv(..., 0).
+ * reported readable delivers with msgpipe_recv(..., 0).  A server is
+ * reported only once an accept with timeout 0 has found a client it admits
+ * (kept for the next accept: msgpipe__server_probe), or it is shut down.
+ *
+ * Polling counts as receiving: as a blocked receive does, it pushes out the
+ * rest of a message that a timed-out send kept back, and waits for room to
+ * push more, so that a program waiting for the answer to a request never
+ * waits for ever on the request itself.
  */
 #include "posix_internal.h"
 
@@ -21,8 +28,9 @@
 /* Items up to this many need no allocation (two descriptors each). */
 #define MSGPIPE__POLL_STACK 32
 
-/* For item i, its descriptors are pf[slot[i]] and pf[slot[i] + 1]:
- * a pipe: input (or -1, ignored by poll), output (or -1);
+/* For item i, its descriptors are pf[2 * i] and pf[2 * i + 1]:
+ * a pipe: input (or -1, ignored by poll), output (or -1: watched for
+ * POLLOUT, or for pushing out a kept-back tail);
  * a server: the shutdown pipe, the listening socket. */
 static void msgpipe__poll_fill(msgpipe_pollitem *items, size_t n,
                                struct pollfd *pf, int *ready)
@@ -39,7 +47,13 @@ static void msgpipe__poll_fill(msgpipe_pollitem *items, size_t n,
         a->revents = b->revents = 0;
         it->revents = 0;
         if (it->server != NULL) {
-            if (msgpipe__t_server_ready(it->server))
+            if ((it->events & MSGPIPE_POLLIN) == 0)
+                continue; /* nothing to watch for: skipped */
+            /* A request already read (FIFO), or a client kept from an
+             * earlier poll. */
+            if ((it->server->ready != NULL ||
+                 msgpipe__t_server_ready(it->server)) &&
+                msgpipe__server_probe(it->server))
                 it->revents |= MSGPIPE_POLLIN;
             a->fd = it->server->wake[0];
             a->events = POLLIN;
@@ -47,6 +61,12 @@ static void msgpipe__poll_fill(msgpipe_pollitem *items, size_t n,
             b->events = POLLIN;
         } else if (it->pipe != NULL) {
             msgpipe *p = it->pipe;
+            int tail = 0;
+            /* Push what fits of a half-sent message first: a send would
+             * wait for it, and the peer may wait for it before it
+             * answers. */
+            if (it->events != 0)
+                tail = msgpipe__tx_push(p);
             if (it->events & MSGPIPE_POLLIN) {
                 if (msgpipe__rx_ready(p))
                     it->revents |= MSGPIPE_POLLIN;
@@ -55,10 +75,7 @@ static void msgpipe__poll_fill(msgpipe_pollitem *items, size_t n,
                     a->events = POLLIN;
                 }
             }
-            if (it->events & MSGPIPE_POLLOUT) {
-                /* Push what fits of a half-sent message first: a send
-                 * would wait for it. */
-                (void)msgpipe__tx_push(p);
+            if ((it->events & MSGPIPE_POLLOUT) || tail) {
                 b->fd = p->wfd;
                 b->events = POLLOUT;
             }
@@ -81,15 +98,18 @@ static int msgpipe__poll_read(msgpipe_pollitem *items, size_t n,
         const struct pollfd *a = &pf[2 * i], *b = &pf[2 * i + 1];
 
         if (it->server != NULL) {
-            if ((a->revents | b->revents) & any)
+            if ((a->revents & any) ||
+                ((b->revents & any) && msgpipe__server_probe(it->server)))
                 it->revents |= MSGPIPE_POLLIN;
         } else if (it->pipe != NULL) {
             msgpipe *p = it->pipe;
             if ((a->revents & any) && msgpipe__rx_pump(p))
                 it->revents |= MSGPIPE_POLLIN;
             /* Room to write, or a dead peer (a send returns ECLOSED at
-             * once); ready once no half-sent message is left. */
-            if ((b->revents & any) && !msgpipe__tx_push(p))
+             * once); ready once no half-sent message is left.  Without
+             * POLLOUT asked for, only the tail is pushed. */
+            if ((b->revents & any) && !msgpipe__tx_push(p) &&
+                (it->events & MSGPIPE_POLLOUT))
                 it->revents |= MSGPIPE_POLLOUT;
         }
         if (it->revents != 0)

@@ -102,6 +102,8 @@ void msgpipe__server_free(msgpipe_server *s)
         close(s->wake[0]);
     if (s->wake[1] >= 0)
         close(s->wake[1]);
+    if (s->ready != NULL)
+        msgpipe__b_close(s->ready); /* the client sees ECLOSED */
     msgpipe__free(s->req);
     msgpipe__free(s);
 }
@@ -140,6 +142,32 @@ int msgpipe__server_is_shut(msgpipe_server *s)
     pf.events = POLLIN;
     pf.revents = 0;
     return poll(&pf, 1, 0) > 0;
+}
+
+int msgpipe__server_take_ready(msgpipe_server *s, msgpipe **out)
+{
+    if (s->ready == NULL || msgpipe__server_is_shut(s))
+        return 0;
+    *out = s->ready;
+    s->ready = NULL;
+    return 1;
+}
+
+int msgpipe__server_probe(msgpipe_server *s)
+{
+    msgpipe *p;
+    int rc;
+
+    if (s->ready != NULL)
+        return 1;
+    /* A readable descriptor is not enough: the client may be one that
+     * allow_uids turns away, or a FIFO request that is ignored. */
+    rc = msgpipe__accept_admitted(s, 0, &p);
+    if (rc == MSGPIPE_OK) {
+        s->ready = p;
+        return 1;
+    }
+    return rc != MSGPIPE_ETIMEDOUT; /* ESHUTDOWN, EMFILE: at once too */
 }
 
 void msgpipe__b_server_shutdown(msgpipe_server *s)

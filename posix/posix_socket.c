@@ -234,6 +234,8 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
     int64_t deadline = msgpipe__deadline(timeout_ms);
     int rc, fd;
 
+    if (msgpipe__server_take_ready(s, out))
+        return MSGPIPE_OK;
     for (;;) {
         rc = msgpipe__server_wait(s, deadline);
         if (rc != MSGPIPE_OK)
