@@ -256,6 +256,12 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     rc = msgpipe__server_new(name, o, &s);
     if (rc != MSGPIPE_OK)
         return rc;
+    /* Holding the name's lock, no other server is between its mkfifo()
+     * and open() - when the FIFO has no reader and looks dead - while we
+     * judge a FIFO left there. */
+    rc = msgpipe__server_lock(s);
+    if (rc != MSGPIPE_OK)
+        goto fail;
     for (tries = 0;; tries++) {
         if (mkfifo(name->sys, mode) == 0)
             break;

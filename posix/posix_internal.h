@@ -80,6 +80,11 @@ struct msgpipe_server {
     msgpipe__name name;
     dev_t dev; /* identity of the file this server made */
     ino_t ino;
+    /* NAME.lock, held with flock() for the server's life (path names):
+     * see msgpipe__server_lock. */
+    int lock_fd;
+    dev_t lock_dev;
+    ino_t lock_ino;
     /* FIFO only: a write end of our own FIFO, so that reads never see end
      * of file between clients; and requests read but not yet handled. */
     int keep_wfd;
@@ -118,6 +123,14 @@ int msgpipe__server_take_ready(msgpipe_server *s, msgpipe **out);
  * out by accepting (with the allow_uids check), and keeps the client in
  * s->ready for the next accept. */
 int msgpipe__server_probe(msgpipe_server *s);
+
+/* Take the name for this server before looking at what is there: the
+ * lock file NAME.lock beside it, held with flock() until the server is
+ * freed.  Then no two msgpipe servers are ever between "is the file a
+ * dead server's?" and "the file is mine" at once.  OK (or nothing to do
+ * for an abstract name), EADDRINUSE while another server holds it, or an
+ * error (EBADNAME: no such directory). */
+int msgpipe__server_lock(msgpipe_server *s);
 
 /* Remember which file the server made (after creating it), and remove it
  * on close only if it is still that file. */

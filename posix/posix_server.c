@@ -12,7 +12,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -79,6 +81,7 @@ int msgpipe__server_new(const msgpipe__name *name, const msgpipe__opts *o,
         return MSGPIPE_ENOMEM;
     s->fd = -1;
     s->keep_wfd = -1;
+    s->lock_fd = -1;
     s->wake[0] = s->wake[1] = -1;
     s->opts = *o;
     s->name = *name;
@@ -92,8 +95,81 @@ int msgpipe__server_new(const msgpipe__name *name, const msgpipe__opts *o,
     return MSGPIPE_OK;
 }
 
+/* NAME.lock for a path name; 0, or -1 if it would not fit. */
+static int msgpipe__lock_path(const msgpipe_server *s, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s.lock", s->name.sys);
+
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+int msgpipe__server_lock(msgpipe_server *s)
+{
+    char path[MSGPIPE__NAME_MAX + 8];
+    struct stat fs, ps;
+    int fd, e, tries;
+
+    if (s->name.kind != MSGPIPE__NAME_PATH)
+        return MSGPIPE_OK; /* bind() itself decides: nothing to clean up */
+    if (msgpipe__lock_path(s, path, sizeof(path)) != 0)
+        return MSGPIPE_ENAMETOOLONG;
+    for (tries = 0; tries < 100; tries++) {
+        /* Read-only and readable by all: flock() needs no more, and a
+         * server of another user may still find out that it is held. */
+        fd = msgpipe__fd_adopt(
+            open(path, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+        if (fd < 0) {
+            e = errno;
+            msgpipe__set_os_error(e);
+            if (e == ENOENT || e == ENOTDIR)
+                return MSGPIPE_EBADNAME; /* no such directory */
+            return e == ELOOP ? MSGPIPE_EADDRINUSE : msgpipe__from_errno(e);
+        }
+        while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            e = errno;
+            if (e == EINTR)
+                continue;
+            close(fd);
+            msgpipe__set_os_error(e);
+            return e == EWOULDBLOCK || e == EAGAIN ? MSGPIPE_EADDRINUSE
+                                                   : msgpipe__from_errno(e);
+        }
+        /* The lock counts only if the file is still the one at the path:
+         * a server closing just now removes it before it lets go. */
+        if (fstat(fd, &fs) == 0 && lstat(path, &ps) == 0 &&
+            fs.st_dev == ps.st_dev && fs.st_ino == ps.st_ino &&
+            S_ISREG(fs.st_mode)) {
+            s->lock_fd = fd;
+            s->lock_dev = fs.st_dev;
+            s->lock_ino = fs.st_ino;
+            return MSGPIPE_OK;
+        }
+        close(fd);
+    }
+    msgpipe__set_os_error(EAGAIN);
+    return MSGPIPE_EADDRINUSE;
+}
+
+/* Remove the lock file while still holding it (see msgpipe__server_lock),
+ * then let go. */
+static void msgpipe__server_unlock(msgpipe_server *s)
+{
+    char path[MSGPIPE__NAME_MAX + 8];
+    struct stat st;
+
+    if (s->lock_fd < 0)
+        return;
+    if (msgpipe__lock_path(s, path, sizeof(path)) == 0 &&
+        lstat(path, &st) == 0 && st.st_dev == s->lock_dev &&
+        st.st_ino == s->lock_ino)
+        unlink(path);
+    close(s->lock_fd);
+    s->lock_fd = -1;
+}
+
 void msgpipe__server_free(msgpipe_server *s)
 {
+    msgpipe__server_unlock(s);
     if (s->fd >= 0)
         close(s->fd);
     if (s->keep_wfd >= 0)

@@ -12,7 +12,10 @@
  *
  * A socket file left by a crashed server is removed only after a connect to
  * it is refused: a live server's name is never taken, and a file that is not
- * a socket is never removed.
+ * a socket is never removed.  That judgement is made holding the name's
+ * lock file (NAME.lock, msgpipe__server_lock): without it, a server starting
+ * at the same moment as another could probe the other's socket between its
+ * bind() and listen(), be refused, and remove it.
  */
 #include "posix_internal.h"
 
@@ -214,6 +217,14 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     rc = msgpipe__server_new(name, o, &s);
     if (rc != MSGPIPE_OK)
         return rc;
+    /* Holding the name's lock, no other server is between its bind() and
+     * listen() - when a probe connect would be refused - while we judge a
+     * file left there. */
+    rc = msgpipe__server_lock(s);
+    if (rc != MSGPIPE_OK) {
+        msgpipe__server_free(s);
+        return rc;
+    }
     s->fd = msgpipe__socket();
     if (s->fd < 0) {
         rc = msgpipe__from_errno(errno);
