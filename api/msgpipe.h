@@ -248,6 +248,9 @@ typedef struct msgpipe msgpipe;               /* one connected pipe */
  * POSIX: the socket file is created with mode 0600 (0660/0666 with wider
  * access).  A socket file left by a dead server is removed, but only after a
  * connect to it is refused; a regular file in the way is never removed.
+ * For a path name the server also holds NAME.lock beside it (flock) for its
+ * life, so that of two servers starting on one name at the same moment
+ * exactly one succeeds; the lock file is removed on close.
  *
  * Errors: EINVAL (out NULL, bad option), EBADNAME, ENAMETOOLONG, ENOTSUP,
  * EADDRINUSE (a live server has the name, or a non-socket file is there),
@@ -323,8 +326,8 @@ MSGPIPE_EXTERN int msgpipe_connect(const char *name, const msgpipe_options *opt,
  * out after part of a message went out, the rest is kept inside the pipe
  * and the call returns MSGPIPE_OK.  The rest goes out, ahead of anything
  * else, as the pipe is used: during the next msgpipe_send(), while any
- * receive on the pipe waits for input, and in msgpipe_close() (for at most
- * linger_ms).
+ * receive or msgpipe_poll() on the pipe waits, and in msgpipe_close() (for
+ * at most linger_ms).
  *
  * Errors: EINVAL (p NULL, msg NULL with len > 0), EMSGSIZE (len larger than
  * the pipe's max_message), ETIMEDOUT, ECLOSED (the peer has gone), ENOMEM,
@@ -465,7 +468,9 @@ typedef struct msgpipe_pollitem {
  *                               end of the pipe (ECLOSED), or an error.
  *   MSGPIPE_POLLIN on a server  msgpipe_accept(..., 0) returns at once: a
  *                               client is waiting, or the server was shut
- *                               down (ESHUTDOWN).
+ *                               down (ESHUTDOWN).  (POSIX: the poll
+ *                               accepts, with the allow_uids check, to
+ *                               know; the next accept returns the client.)
  *   MSGPIPE_POLLOUT on a pipe   msgpipe_send(..., 0) of a small message
  *                               succeeds (or reports ECLOSED): the pipe has
  *                               room.  A large message may still not fit.
@@ -473,15 +478,17 @@ typedef struct msgpipe_pollitem {
  *
  * After an item is reported ready, receive (or accept) with timeout 0 until
  * MSGPIPE_ETIMEDOUT; an item that is not drained is reported again at once.
- * An item whose pipe and server are both NULL is skipped (revents 0), so an
- * array may have holes.  An idle wait does not wake up: it uses no CPU.
+ * An item whose pipe and server are both NULL, or whose events is 0, is
+ * skipped (revents 0), so an array may have holes.  An idle wait does not
+ * wake up: it uses no CPU.
  *
  * Polling a pipe counts as receiving on it (it may read messages from the
- * system into the pipe): no other thread may receive on that pipe during
- * the call; sending from another thread is allowed.  Polling a server
- * counts as accepting on it: no other thread may accept on it or poll it
- * meanwhile.  Any number of items (beyond 1,024 on POSIX, beyond 64 on
- * Windows).
+ * system into the pipe, and it pushes out the rest of a message a
+ * timed-out send kept back, as a waiting receive does): no other thread
+ * may receive on that pipe during the call; sending from another thread is
+ * allowed.  Polling a server counts as accepting on it: no other thread may
+ * accept on it or poll it meanwhile.  Any number of items (beyond 1,024 on
+ * POSIX, beyond 64 on Windows).
  *
  * Errors: EINVAL (items NULL with n > 0; an item with both a pipe and a
  * server; unknown event bits; POLLOUT on a server; n == 0 with timeout -1),
