@@ -90,6 +90,9 @@ struct msgpipe_server {
     int keep_wfd;
     uint8_t *req;
     size_t req_len;
+    /* Socket only: a connection accepted when there was no memory for its
+     * pipe; the next accept takes it first.  -1 if none. */
+    int held_fd;
     /* A client msgpipe_poll() accepted (and admitted) to tell for sure
      * that the server is ready; the next accept returns it. */
     msgpipe *ready;
@@ -216,5 +219,8 @@ int msgpipe__tx_push(msgpipe *p);
 /* Wrap a connected descriptor in a new pipe (takes fd, closing it on
  * failure). */
 int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out);
+
+/* A new pipe without descriptors yet (fd and wfd -1): OK or ENOMEM. */
+int msgpipe__pipe_alloc(const msgpipe__opts *o, msgpipe **out);
 
 #endif /* MSGPIPE_POSIX_INTERNAL_H */

@@ -82,6 +82,7 @@ int msgpipe__server_new(const msgpipe__name *name, const msgpipe__opts *o,
     s->fd = -1;
     s->keep_wfd = -1;
     s->lock_fd = -1;
+    s->held_fd = -1;
     s->wake[0] = s->wake[1] = -1;
     s->opts = *o;
     s->name = *name;
@@ -174,6 +175,8 @@ void msgpipe__server_free(msgpipe_server *s)
         close(s->fd);
     if (s->keep_wfd >= 0)
         close(s->keep_wfd);
+    if (s->held_fd >= 0)
+        close(s->held_fd);
     if (s->wake[0] >= 0)
         close(s->wake[0]);
     if (s->wake[1] >= 0)

@@ -35,6 +35,7 @@
 #define MSGPIPE__SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
 
 static int msgpipe__socket_pipe(int fd, const msgpipe__opts *o, msgpipe **out);
+static int msgpipe__socket_wrap(int fd, msgpipe *p);
 
 /* MSG_NOSIGNAL keeps a write to a closed peer from raising SIGPIPE on Linux
  * and the BSDs; macOS has no such flag and uses SO_NOSIGPIPE on the socket
@@ -248,12 +249,28 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
     if (msgpipe__server_take_ready(s, out))
         return MSGPIPE_OK;
     for (;;) {
-        rc = msgpipe__server_wait(s, deadline);
-        if (rc != MSGPIPE_OK)
+        if (s->held_fd >= 0 && !msgpipe__server_is_shut(s)) {
+            fd = s->held_fd;
+            s->held_fd = -1;
+        } else {
+            rc = msgpipe__server_wait(s, deadline);
+            if (rc != MSGPIPE_OK)
+                return rc;
+            fd = msgpipe__sys.accept(s->fd);
+        }
+        if (fd >= 0) {
+            /* The pipe first: out of memory, the connection is kept for
+             * the next accept instead of being dropped. */
+            rc = msgpipe__pipe_alloc(&s->opts, out);
+            if (rc != MSGPIPE_OK) {
+                s->held_fd = fd;
+                return rc;
+            }
+            rc = msgpipe__socket_wrap(fd, *out);
+            if (rc != MSGPIPE_OK)
+                *out = NULL;
             return rc;
-        fd = msgpipe__sys.accept(s->fd);
-        if (fd >= 0)
-            return msgpipe__socket_pipe(fd, &s->opts, out);
+        }
         switch (errno) {
         case EAGAIN:
 #if EWOULDBLOCK != EAGAIN
@@ -363,8 +380,7 @@ void msgpipe__t_release(msgpipe *p, int64_t linger)
 
 int msgpipe__t_server_ready(msgpipe_server *s)
 {
-    (void)s;
-    return 0;
+    return s->held_fd >= 0;
 }
 
 /* A connected socket is left in blocking mode and every call that must not
@@ -394,19 +410,34 @@ ssize_t msgpipe__t_readv(msgpipe *p, const struct iovec *iov, int cnt,
     return msgpipe__sys.recvmsg(p->fd, &mh, block ? 0 : MSG_DONTWAIT);
 }
 
-/* Wrap a connected socket: blocking mode, see msgpipe__t_writev. */
-static int msgpipe__socket_pipe(int fd, const msgpipe__opts *o, msgpipe **out)
+/* Put a connected socket into pipe p (made by msgpipe__pipe_alloc):
+ * blocking mode, see msgpipe__t_writev.  On failure both are released. */
+static int msgpipe__socket_wrap(int fd, msgpipe *p)
 {
     int fl = fcntl(fd, F_GETFL), rc;
 
     if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
         rc = msgpipe__from_errno(errno);
         close(fd);
+        msgpipe__b_close(p);
         return rc;
     }
     msgpipe__nosigpipe(fd);
-    rc = msgpipe__pipe_new(fd, o, out);
-    if (rc == MSGPIPE_OK)
-        (*out)->can_block = 1;
+    p->fd = p->wfd = fd;
+    p->can_block = 1;
+    return MSGPIPE_OK;
+}
+
+static int msgpipe__socket_pipe(int fd, const msgpipe__opts *o, msgpipe **out)
+{
+    int rc = msgpipe__pipe_alloc(o, out);
+
+    if (rc != MSGPIPE_OK) {
+        close(fd);
+        return rc;
+    }
+    rc = msgpipe__socket_wrap(fd, *out);
+    if (rc != MSGPIPE_OK)
+        *out = NULL;
     return rc;
 }

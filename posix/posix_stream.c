@@ -105,30 +105,37 @@ int msgpipe__from_errno(int err)
 
 /* ---- Pipe objects ------------------------------------------------------ */
 
-int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
+int msgpipe__pipe_alloc(const msgpipe__opts *o, msgpipe **out)
 {
     msgpipe *p = (msgpipe *)msgpipe__calloc(1, sizeof(*p));
 
-    if (p == NULL) {
-        close(fd);
+    if (p == NULL)
         return MSGPIPE_ENOMEM;
-    }
     if (pthread_mutex_init(&p->tx_lock, NULL) != 0) {
         msgpipe__free(p);
-        close(fd);
         return MSGPIPE_ENOMEM;
     }
     if (pthread_mutex_init(&p->conn_lock, NULL) != 0) {
         pthread_mutex_destroy(&p->tx_lock);
         msgpipe__free(p);
-        close(fd);
         return MSGPIPE_ENOMEM;
     }
-    p->fd = fd;
-    p->wfd = fd;
+    p->fd = p->wfd = -1;
     p->opts = *o;
     p->peer_pid = p->peer_uid = p->peer_gid = -1;
     *out = p;
+    return MSGPIPE_OK;
+}
+
+int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
+{
+    int rc = msgpipe__pipe_alloc(o, out);
+
+    if (rc != MSGPIPE_OK) {
+        close(fd);
+        return rc;
+    }
+    (*out)->fd = (*out)->wfd = fd;
     return MSGPIPE_OK;
 }
 

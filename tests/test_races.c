@@ -9,6 +9,8 @@
  */
 #include "support.h"
 
+#include "backend.h" /* msgpipe__mem: allocations made to fail */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,6 +473,50 @@ static void test_accept_after_emfile_gets_the_waiting_client(void **state)
     msgpipe_close(c);
     msgpipe_server_close(srv);
 }
+
+/* ---- Out of memory at accept ------------------------------------------- */
+
+static void *no_malloc(size_t n)
+{
+    (void)n;
+    return NULL;
+}
+
+static void *no_calloc(size_t n, size_t size)
+{
+    (void)n;
+    (void)size;
+    return NULL;
+}
+
+static void test_accept_after_enomem_gets_the_waiting_client(void **state)
+{
+    char name[96], buf[8];
+    msgpipe_server *srv;
+    msgpipe *c, *s = NULL;
+    msgpipe__allocator saved = msgpipe__mem;
+    size_t len;
+    int rc;
+    (void)state;
+
+    sup_name(name, sizeof(name), "races");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, "hi", 2, SUP_T), MSGPIPE_OK);
+    msgpipe__mem.malloc = no_malloc;
+    msgpipe__mem.calloc = no_calloc;
+    rc = msgpipe_accept(srv, SUP_T, &s);
+    msgpipe__mem = saved;
+    assert_rc(rc, MSGPIPE_ENOMEM);
+    assert_null(s);
+    /* The connection was not dropped: the next accept gets it. */
+    assert_rc(msgpipe_accept(srv, SUP_T, &s), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 2);
+    msgpipe_close(s);
+    msgpipe_close(c);
+    msgpipe_server_close(srv);
+}
 #endif
 
 /* ---- Clients still queued when the server closes ----------------------- */
@@ -612,6 +658,7 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_poll_server_ready_for_an_admitted_client),
         SUP_TEST(1, test_server_closed_after_poll_releases_the_client),
         SUP_TEST(1, test_accept_after_emfile_gets_the_waiting_client),
+        SUP_TEST(1, test_accept_after_enomem_gets_the_waiting_client),
 #endif
         SUP_TEST(1, test_queued_client_sees_eclosed_when_the_server_closes),
         SUP_TEST(1,
