@@ -2,8 +2,8 @@
 # fresh-machine.sh - prove that the README's two commands pass on their first
 # run on a new Debian machine.
 #
-#   bash scripts/fresh-machine.sh [--order demo-first|test-first] [--keep]
-#                                 [--root DIR]
+#   bash scripts/fresh-machine.sh [--order demo-first|test-first]
+#                                 [--only demo|test] [--keep] [--root DIR]
 #
 # As root on Debian: makes a clean minimal Debian root with
 # `debootstrap --variant=minbase` (the release this machine runs, from the
@@ -14,7 +14,8 @@
 #   bash scripts/demo.sh
 #   CI=true bash scripts/test.sh
 #
-# (or the test command first, with --order test-first).  Nothing of this
+# (or the test command first, with --order test-first; or one of them alone,
+# with --only, to see what that one installs).  Nothing of this
 # machine's installed packages, caches or build trees is visible inside.  It
 # prints one line of outcome at the end, e.g.
 #
@@ -36,12 +37,17 @@ lib_init fresh-machine
 repo=$PWD
 
 order=demo-first
+only=""
 keep=0
 root=/var/tmp/msgpipe-fresh-root
 while [ $# -gt 0 ]; do
     case "$1" in
     --order)
         order=${2:?--order needs demo-first or test-first}
+        shift 2
+        ;;
+    --only)
+        only=${2:?--only needs demo or test}
         shift 2
         ;;
     --keep)
@@ -53,7 +59,7 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     *)
-        echo "usage: $0 [--order demo-first|test-first] [--keep] [--root DIR]" >&2
+        echo "usage: $0 [--order demo-first|test-first] [--only demo|test] [--keep] [--root DIR]" >&2
         exit 2
         ;;
     esac
@@ -145,21 +151,31 @@ in_root() {
     fi
 }
 fmt() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# What apt added, from the command's own install log (the last one wins).
+added() {
+    grep -ho 'After this operation, .* of additional disk space' \
+        "$root/root/msgpipe/build/logs/apt-install.log" 2>/dev/null |
+        sed 's/After this operation, \(.*\) of additional.*/\1/' | tail -n 1
+}
+demo_s=- test_s=- demo_add=- test_add=-
 
-if [ "$order" = demo-first ]; then
+demo() {
     in_root demo "the demo command" "bash scripts/demo.sh"
-    demo_s=$elapsed
+    demo_s=$(fmt "$elapsed") demo_add=$(added)
+}
+tests() {
     in_root test "the test command" "bash scripts/test.sh"
-    test_s=$elapsed
-else
-    in_root test "the test command" "bash scripts/test.sh"
-    test_s=$elapsed
-    in_root demo "the demo command" "bash scripts/demo.sh"
-    demo_s=$elapsed
-fi
+    test_s=$(fmt "$elapsed") test_add=$(added)
+}
+case "$only:$order" in
+demo:*) demo ;;
+test:*) tests ;;
+:demo-first) demo && tests ;;
+*) tests && demo ;;
+esac
 disk=$(du -sh --one-file-system "$root" | cut -f1)
 builds=$(du -sh "$root/root/msgpipe/build" | cut -f1)
 step "fresh-machine: outcome"
-printf 'fresh-machine: PASS %s demo %s, test %s, disk %s in all (%s of it build/; minbase root before: %s) (%s, %s)\n' \
-    "$(date -u +%F)" "$(fmt "$demo_s")" "$(fmt "$test_s")" "$disk" "$builds" "$base" "$suite" "$order" |
+printf 'fresh-machine: PASS %s demo %s (apt added %s), test %s (apt added %s), disk %s in all (%s of it build/; minbase root before: %s) (%s, %s)\n' \
+    "$(date -u +%F)" "$demo_s" "${demo_add:--}" "$test_s" "${test_add:--}" "$disk" "$builds" "$base" "$suite" "${only:-$order}" |
     tee "$out/outcome.txt"

@@ -58,8 +58,9 @@ fi
 compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a' \
     >/dev/null || missing+=(libclang-rt-dev)
 # the Windows cross build and Wine (scripts/win-deps.sh checks them again)
-# shellcheck disable=SC2207
-missing+=($(win_missing_packages))
+for p in $(win_missing_packages); do
+    case " ${missing[*]} " in *" $p "*) ;; *) missing+=("$p") ;; esac
+done
 need_packages "${missing[@]}"
 
 # ---- 2. Linux builds ---------------------------------------------------------
