@@ -44,13 +44,32 @@ static int msgpipe__has_win_prefix(const char *name, size_t len)
     return 1;
 }
 
+/* What follows "\\.\pipe\": one or more components separated by '\',
+ * none of them empty (no trailing or doubled separator), "." or "..",
+ * which the system would resolve into another name or fail on. */
+static int msgpipe__win_tail_ok(const char *t)
+{
+    const char *c = t;
+
+    for (;;) {
+        const char *e = strchr(c, '\\');
+        size_t n = e != NULL ? (size_t)(e - c) : strlen(c);
+        if (n == 0 || (n == 1 && c[0] == '.') ||
+            (n == 2 && c[0] == '.' && c[1] == '.'))
+            return 0;
+        if (e == NULL)
+            return 1;
+        c = e + 1;
+    }
+}
+
 static int msgpipe__parse_win32(const char *name, size_t len,
                                 const msgpipe__backend_info *bi,
                                 msgpipe__name *out)
 {
     if (msgpipe__has_win_prefix(name, len)) {
-        if (len == MSGPIPE__WIN_PREFIX_LEN)
-            return MSGPIPE_EBADNAME; /* "\\.\pipe\" with no name */
+        if (!msgpipe__win_tail_ok(name + MSGPIPE__WIN_PREFIX_LEN))
+            return MSGPIPE_EBADNAME;
         return msgpipe__put(out, MSGPIPE__NAME_WIN32, name, len, "", 0,
                             bi->path_max);
     }

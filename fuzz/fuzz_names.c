@@ -96,8 +96,18 @@ static int fn_expect(const char *name, const char *dir,
         }
         *kind = MSGPIPE__NAME_WIN32;
         if (has_pre) {
-            if (len == plen)
-                return MSGPIPE_EBADNAME;
+            /* After the prefix, '\\'-separated components, none of them
+             * empty, "." or "..". */
+            size_t start = plen;
+            for (i = plen; i <= len; i++) {
+                if (i < len && name[i] != '\\')
+                    continue;
+                if (i == start || (i - start == 1 && name[start] == '.') ||
+                    (i - start == 2 && name[start] == '.' &&
+                     name[start + 1] == '.'))
+                    return MSGPIPE_EBADNAME;
+                start = i + 1;
+            }
             total = len;
             if (total <= MSGPIPE__NAME_MAX + 64)
                 memcpy(want, name, len);

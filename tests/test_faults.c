@@ -3,7 +3,9 @@
  * may do, done on purpose.
  *
  * The POSIX backend reaches read/writev/sendmsg/accept/poll through the
- * table msgpipe__sys, and every backend allocates through msgpipe__mem
+ * table msgpipe__sys, the Win32 backend ReadFile/WriteFile/
+ * ConnectNamedPipe/GetOverlappedResult/the waits/CancelIoEx/PeekNamedPipe
+ * through msgpipe__w32, and every backend allocates through msgpipe__mem
  * (as SQLite's VFS does): these tests replace entries to make calls return
  * EINTR or EAGAIN, move one byte at a time, fail, or run out of memory.
  * Each checks that no message is lost, duplicated, reordered or
@@ -27,6 +29,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#else
+#include "win32_int.h"
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -582,6 +586,315 @@ static void test_accept_out_of_descriptors_is_emfile_then_works(void **st)
 }
 #endif /* !_WIN32 */
 
+#ifdef _WIN32
+
+/* ---- System calls (Windows) ------------------------------------------- */
+
+static msgpipe__w32_calls real_w32;
+
+/* What the hooks do, per thread. */
+static TLS int w_short_reads; /* data reads take half of what they ask */
+static TLS int w_cancel_part; /* the next data read: one byte, then
+                                 "cancelled" */
+static TLS int w_fail_writes; /* fail every write with w_fail_error */
+static TLS DWORD w_fail_error;
+static TLS int w_fail_waits;  /* the next waits fail (WAIT_FAILED) */
+static TLS long w_reads;      /* data reads seen */
+static char w_ghost_sys[300]; /* ConnectNamedPipe: a client that came,
+                                 wrote "ghost" and left, first */
+
+#define W_STATUS_CANCELLED ((ULONG_PTR)0xC0000120L)
+
+/* The untagged event of an OVERLAPPED (the low bit keeps a completion off
+ * the handle's completion port). */
+static HANDLE w_event(const OVERLAPPED *ov)
+{
+    return (HANDLE)((ULONG_PTR)ov->hEvent & ~(ULONG_PTR)1);
+}
+
+static BOOL WINAPI t_ReadFile(HANDLE h, LPVOID buf, DWORD n, LPDWORD got,
+                              LPOVERLAPPED ov)
+{
+    if (n > 1 && ov != NULL) {
+        w_reads++;
+        if (w_cancel_part) {
+            /* Take one byte for real, then report what a read cancelled
+             * after part of a message arrived reports. */
+            OVERLAPPED one;
+            DWORD k = 0;
+            w_cancel_part = 0;
+            memset(&one, 0, sizeof(one));
+            one.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+            one.hEvent = (HANDLE)((ULONG_PTR)one.hEvent | 1);
+            if (!real_w32.ReadFile(h, buf, 1, NULL, &one) &&
+                GetLastError() != ERROR_MORE_DATA &&
+                GetLastError() != ERROR_IO_PENDING) {
+                CloseHandle(w_event(&one));
+                return FALSE;
+            }
+            real_w32.GetOverlappedResult(h, &one, &k, TRUE);
+            CloseHandle(w_event(&one));
+            ov->InternalHigh = k;
+            ov->Internal = W_STATUS_CANCELLED;
+            SetEvent(w_event(ov));
+            SetLastError(ERROR_IO_PENDING);
+            return FALSE;
+        }
+        if (w_short_reads)
+            n = n / 2;
+    }
+    return real_w32.ReadFile(h, buf, n, got, ov);
+}
+
+static BOOL WINAPI t_WriteFile(HANDLE h, LPCVOID buf, DWORD n, LPDWORD put,
+                               LPOVERLAPPED ov)
+{
+    if (w_fail_writes) {
+        SetLastError(w_fail_error);
+        return FALSE;
+    }
+    return real_w32.WriteFile(h, buf, n, put, ov);
+}
+
+static BOOL WINAPI t_ConnectNamedPipe(HANDLE h, LPOVERLAPPED ov)
+{
+    if (w_ghost_sys[0] != '\0') {
+        /* A client connects to this listening instance, writes and
+         * closes, all before the connect is issued: the connect then
+         * reports ERROR_NO_DATA, as for a fast client under load. */
+        DWORD mode = PIPE_READMODE_MESSAGE, k;
+        HANDLE c = CreateFileA(w_ghost_sys, GENERIC_READ | GENERIC_WRITE, 0,
+                               NULL, OPEN_EXISTING, 0, NULL);
+        w_ghost_sys[0] = '\0';
+        if (c != INVALID_HANDLE_VALUE) {
+            SetNamedPipeHandleState(c, &mode, NULL, NULL);
+            WriteFile(c, "ghost", 5, &k, NULL);
+            CloseHandle(c);
+        }
+    }
+    return real_w32.ConnectNamedPipe(h, ov);
+}
+
+static DWORD WINAPI t_WaitForSingleObject(HANDLE h, DWORD ms)
+{
+    if (w_fail_waits > 0) {
+        w_fail_waits--;
+        SetLastError(ERROR_INVALID_HANDLE);
+        return WAIT_FAILED;
+    }
+    return real_w32.WaitForSingleObject(h, ms);
+}
+
+static int setup_w32(void **state)
+{
+    (void)state;
+    real_w32 = msgpipe__w32;
+    msgpipe__w32.ReadFile = t_ReadFile;
+    msgpipe__w32.WriteFile = t_WriteFile;
+    msgpipe__w32.ConnectNamedPipe = t_ConnectNamedPipe;
+    msgpipe__w32.WaitForSingleObject = t_WaitForSingleObject;
+    w_short_reads = w_cancel_part = w_fail_writes = w_fail_waits = 0;
+    w_reads = 0;
+    w_ghost_sys[0] = '\0';
+    return 0;
+}
+
+static int teardown_w32(void **state)
+{
+    (void)state;
+    msgpipe__w32 = real_w32;
+    return 0;
+}
+
+enum { W_NMSG = 40 };
+
+static size_t w_size(int i)
+{
+    static const size_t sizes[] = {0,     1,     3,     100,    4095,
+                                   16384, 65535, 65536, 100000, 250000};
+    return sizes[i % (int)(sizeof(sizes) / sizeof(sizes[0]))];
+}
+
+typedef struct w_sender {
+    msgpipe *p;
+    int rc;
+} w_sender;
+
+static void *w_sender_main(void *arg)
+{
+    w_sender *sd = (w_sender *)arg;
+    unsigned char *m = (unsigned char *)malloc(250000);
+    int i;
+
+    sd->rc = m == NULL ? MSGPIPE_ENOMEM : MSGPIPE_OK;
+    for (i = 0; i < W_NMSG && sd->rc == MSGPIPE_OK; i++) {
+        sup_fill(m, w_size(i), (uint32_t)i);
+        sd->rc = msgpipe_send(sd->p, m, w_size(i), SUP_T_LONG);
+    }
+    free(m);
+    return NULL;
+}
+
+/* Every data read comes back with half of what it asked for (ERROR_MORE
+ * _DATA early): each message still arrives whole, once, in order. */
+static void test_w32_short_reads_lose_nothing(void **state)
+{
+    sup_pair pr;
+    w_sender sd;
+    sup_thread *t;
+    unsigned char *buf = (unsigned char *)malloc(250000);
+    int i, use_alloc;
+    (void)state;
+
+    assert_non_null(buf);
+    for (use_alloc = 0; use_alloc < 2; use_alloc++) {
+        sup_pair_open(&pr, "flt", NULL, NULL);
+        sd.p = pr.c;
+        t = sup_thread_start(w_sender_main, &sd);
+        w_short_reads = 1;
+        for (i = 0; i < W_NMSG; i++) {
+            size_t len = 0;
+            if (use_alloc) {
+                void *m = NULL;
+                assert_rc(msgpipe_recv_alloc(pr.s, &m, &len, SUP_T_LONG),
+                          MSGPIPE_OK);
+                assert_int_equal(len, w_size(i));
+                assert_pattern(m, len, (uint32_t)i);
+                msgpipe_free(m);
+            } else {
+                assert_rc(msgpipe_recv(pr.s, buf, 250000, &len, SUP_T_LONG),
+                          MSGPIPE_OK);
+                assert_int_equal(len, w_size(i));
+                assert_pattern(buf, len, (uint32_t)i);
+            }
+        }
+        w_short_reads = 0;
+        sup_thread_join(t);
+        assert_rc(sd.rc, MSGPIPE_OK);
+        assert_true(w_reads > W_NMSG); /* reads were cut */
+        {
+            size_t len = 0;
+            assert_rc(msgpipe_recv(pr.s, buf, 250000, &len, 0),
+                      MSGPIPE_ETIMEDOUT);
+        }
+        sup_pair_close(&pr);
+    }
+    free(buf);
+}
+
+/* A data read that is cancelled after it took part of a message: the part
+ * is kept, and the message arrives whole; the next one too. */
+static void test_w32_cancel_after_part_read_loses_nothing(void **state)
+{
+    sup_pair pr;
+    unsigned char *m = (unsigned char *)malloc(3000);
+    unsigned char buf[3000];
+    size_t len = 0;
+    int rc;
+    (void)state;
+
+    assert_non_null(m);
+    sup_pair_open(&pr, "flt", NULL, NULL);
+    sup_fill(m, 3000, 31);
+    assert_rc(msgpipe_send(pr.c, m, 3000, SUP_T), MSGPIPE_OK);
+    sup_fill(m, 3000, 32);
+    assert_rc(msgpipe_send(pr.c, m, 3000, SUP_T), MSGPIPE_OK);
+    w_cancel_part = 1;
+    rc = msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T);
+    assert_int_equal(w_cancel_part, 0); /* the fault happened */
+    if (rc == MSGPIPE_ETIMEDOUT)        /* allowed: nothing is lost */
+        rc = msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T);
+    assert_rc(rc, MSGPIPE_OK);
+    assert_int_equal(len, 3000);
+    assert_pattern(buf, len, 31);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 3000);
+    assert_pattern(buf, len, 32);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, 0), MSGPIPE_ETIMEDOUT);
+    sup_pair_close(&pr);
+    free(m);
+}
+
+/* ConnectNamedPipe reports ERROR_NO_DATA (a client connected, wrote and
+ * left before it): accept hands that client out, with its message, then
+ * MSGPIPE_ECLOSED. */
+static void test_w32_connect_no_data_hands_out_the_client(void **state)
+{
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    msgpipe *a = NULL, *c = NULL;
+    char name[96], buf[16];
+    size_t len = 0;
+    (void)state;
+
+    sup_name(name, sizeof(name), "flt");
+    sup_sys_name(name, w_ghost_sys, sizeof(w_ghost_sys));
+    msgpipe_options_init(&o);
+    o.pending = 1;
+    assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_OK);
+    assert_int_equal(w_ghost_sys[0], '\0'); /* the ghost came */
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "ghost", 5);
+    assert_rc(msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T), MSGPIPE_ECLOSED);
+    msgpipe_close(a);
+    /* The server goes on serving. */
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, "real", 4, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    msgpipe_close(a);
+    msgpipe_close(c);
+    msgpipe_server_close(srv);
+}
+
+/* A write the system refuses sends nothing; a retry sends once. */
+static void test_w32_failing_write_sends_nothing_and_retry_sends_once(void **st)
+{
+    sup_pair pr;
+    char buf[16];
+    size_t len = 0;
+    (void)st;
+
+    sup_pair_open(&pr, "flt", NULL, NULL);
+    w_fail_writes = 1;
+    w_fail_error = ERROR_NO_SYSTEM_RESOURCES;
+    assert_rc(msgpipe_send(pr.c, "once", 4, SUP_T), MSGPIPE_ENOMEM);
+    assert_int_equal(msgpipe_last_os_error(), ERROR_NO_SYSTEM_RESOURCES);
+    w_fail_error = ERROR_INVALID_USER_BUFFER;
+    assert_rc(msgpipe_send(pr.c, "once", 4, 50), MSGPIPE_EIO);
+    w_fail_writes = 0;
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, 0), MSGPIPE_ETIMEDOUT);
+    assert_rc(msgpipe_send(pr.c, "once", 4, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "once", 4);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, 0), MSGPIPE_ETIMEDOUT);
+    sup_pair_close(&pr);
+}
+
+/* A wait that fails is MSGPIPE_EIO and consumes nothing. */
+static void test_w32_failing_wait_is_eio_and_loses_nothing(void **state)
+{
+    sup_pair pr;
+    char buf[16];
+    size_t len = 0;
+    (void)state;
+
+    sup_pair_open(&pr, "flt", NULL, NULL);
+    w_fail_waits = 1;
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_EIO);
+    assert_int_equal(w_fail_waits, 0);
+    assert_rc(msgpipe_send(pr.c, "kept", 4, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "kept", 4);
+    sup_pair_close(&pr);
+}
+#endif /* _WIN32 */
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -617,6 +930,21 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(
             test_failing_write_sends_nothing_and_retry_sends_once, setup_sys,
             teardown_sys),
+#else
+        cmocka_unit_test_setup_teardown(test_w32_short_reads_lose_nothing,
+                                        setup_w32, teardown_w32),
+        cmocka_unit_test_setup_teardown(
+            test_w32_cancel_after_part_read_loses_nothing, setup_w32,
+            teardown_w32),
+        cmocka_unit_test_setup_teardown(
+            test_w32_connect_no_data_hands_out_the_client, setup_w32,
+            teardown_w32),
+        cmocka_unit_test_setup_teardown(
+            test_w32_failing_write_sends_nothing_and_retry_sends_once,
+            setup_w32, teardown_w32),
+        cmocka_unit_test_setup_teardown(
+            test_w32_failing_wait_is_eio_and_loses_nothing, setup_w32,
+            teardown_w32),
 #endif
     };
 #ifndef _WIN32

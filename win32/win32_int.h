@@ -53,10 +53,30 @@ int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2]);
  * MSGPIPE__W_OUT_TICK_MS. */
 int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now);
 
-/* How often a poll re-checks a pipe waiting for MSGPIPE_POLLOUT, and after
- * how long a pipe whose send found no room is offered for sending again
- * even if Windows does not report room (see msgpipe__w_pipe_out_ready). */
+/* How often a poll re-checks a pipe waiting for MSGPIPE_POLLOUT (see
+ * msgpipe__w_pipe_out_ready). */
 #define MSGPIPE__W_OUT_TICK_MS 10
-#define MSGPIPE__W_OUT_RETRY_MS 100
+
+/* ---- System calls --------------------------------------------------------
+ * The backend makes the calls that move data and wait through this table,
+ * as the POSIX backend does through msgpipe__sys, so that tests can make
+ * them fail, come back short, be cancelled or report what a racing client
+ * would (tests/test_faults.c).  Programs never touch it; by default it
+ * holds the system's functions. */
+typedef struct msgpipe__w32_calls {
+    BOOL(WINAPI *ReadFile)(HANDLE, LPVOID, DWORD, LPDWORD, LPOVERLAPPED);
+    BOOL(WINAPI *WriteFile)(HANDLE, LPCVOID, DWORD, LPDWORD, LPOVERLAPPED);
+    BOOL(WINAPI *ConnectNamedPipe)(HANDLE, LPOVERLAPPED);
+    BOOL(WINAPI *GetOverlappedResult)(HANDLE, LPOVERLAPPED, LPDWORD, BOOL);
+    BOOL(WINAPI *GetQueuedCompletionStatus)
+    (HANDLE, LPDWORD, PULONG_PTR, LPOVERLAPPED *, DWORD);
+    DWORD(WINAPI *WaitForSingleObject)(HANDLE, DWORD);
+    DWORD(WINAPI *WaitForMultipleObjects)(DWORD, const HANDLE *, BOOL, DWORD);
+    BOOL(WINAPI *CancelIoEx)(HANDLE, LPOVERLAPPED);
+    BOOL(WINAPI *PeekNamedPipe)
+    (HANDLE, LPVOID, DWORD, LPDWORD, LPDWORD, LPDWORD);
+} msgpipe__w32_calls;
+
+extern msgpipe__w32_calls msgpipe__w32;
 
 #endif /* MSGPIPE_WIN32_INT_H */

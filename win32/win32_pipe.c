@@ -10,15 +10,94 @@
  * Windows) is a msgpipe peer.
  *
  * All handles are overlapped, so that every blocking call can have a
- * timeout (wait on the OVERLAPPED's event, then CancelIoEx) and so that one
- * thread may send while another receives on the same pipe: each direction
- * has its own event, and each operation its own OVERLAPPED on the stack of
- * the call, which never returns before the kernel is done with it.
+ * timeout and so that one thread may send while another receives on the
+ * same pipe: each direction has its own event and OVERLAPPED.  A read
+ * within a call uses an OVERLAPPED on the stack of the call, which never
+ * returns before the kernel is done with it.  Two kinds of I/O outlive the
+ * call that issued them - a write committed by a send whose time ran out
+ * (see msgpipe__b_send) and the zero-byte read that makes a pipe waitable
+ * (see "Readiness") - and so do the servers' ConnectNamedPipe calls.
+ *
+ * I/O and the life of threads: Windows (and Wine) cancel the pending I/O
+ * of a thread when it exits, unless the handle is bound to an I/O
+ * completion port and the I/O reports to it (Vista and later; Wine cancels
+ * it unless it also has no event).  A committed write must never be
+ * cancelled - part of it may already have been read - so every pipe
+ * handle is bound to a completion port of its own, and writes are issued
+ * with no event and waited for on that port.  Reads tag their event with
+ * the low bit, so they post nothing to the port; they and the connects
+ * may be cancelled by a thread's exit, which loses nothing: a read
+ * cancelled that way is issued again (see msgpipe__w_rx_harvest), and so
+ * is a connect (see msgpipe__w_srv_scan), whose client meanwhile connects
+ * to the listening instance all the same and is handed out even if it
+ * has already left again (ERROR_NO_DATA).
  */
 #include "win32_int.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- System calls (msgpipe__w32, see win32_int.h) ------------------------ */
+
+static BOOL WINAPI msgpipe__w_read_file(HANDLE h, LPVOID buf, DWORD n,
+                                        LPDWORD got, LPOVERLAPPED ov)
+{
+    return ReadFile(h, buf, n, got, ov);
+}
+
+static BOOL WINAPI msgpipe__w_write_file(HANDLE h, LPCVOID buf, DWORD n,
+                                         LPDWORD put, LPOVERLAPPED ov)
+{
+    return WriteFile(h, buf, n, put, ov);
+}
+
+static BOOL WINAPI msgpipe__w_connect(HANDLE h, LPOVERLAPPED ov)
+{
+    return ConnectNamedPipe(h, ov);
+}
+
+static BOOL WINAPI msgpipe__w_result(HANDLE h, LPOVERLAPPED ov, LPDWORD n,
+                                     BOOL wait)
+{
+    return GetOverlappedResult(h, ov, n, wait);
+}
+
+static BOOL WINAPI msgpipe__w_dequeue(HANDLE port, LPDWORD n, PULONG_PTR key,
+                                      LPOVERLAPPED *ov, DWORD ms)
+{
+    return GetQueuedCompletionStatus(port, n, key, ov, ms);
+}
+
+static DWORD WINAPI msgpipe__w_wait1(HANDLE h, DWORD ms)
+{
+    return WaitForSingleObject(h, ms);
+}
+
+static DWORD WINAPI msgpipe__w_waitn(DWORD n, const HANDLE *hs, BOOL all,
+                                     DWORD ms)
+{
+    return WaitForMultipleObjects(n, hs, all, ms);
+}
+
+static BOOL WINAPI msgpipe__w_cancel(HANDLE h, LPOVERLAPPED ov)
+{
+    return CancelIoEx(h, ov);
+}
+
+static BOOL WINAPI msgpipe__w_peek(HANDLE h, LPVOID buf, DWORD n, LPDWORD got,
+                                   LPDWORD avail, LPDWORD left)
+{
+    return PeekNamedPipe(h, buf, n, got, avail, left);
+}
+
+msgpipe__w32_calls msgpipe__w32 = {
+    msgpipe__w_read_file, msgpipe__w_write_file, msgpipe__w_connect,
+    msgpipe__w_result,    msgpipe__w_dequeue,    msgpipe__w_wait1,
+    msgpipe__w_waitn,     msgpipe__w_cancel,     msgpipe__w_peek};
+
+/* An event for the hEvent of an OVERLAPPED whose completion must not be
+ * posted to the handle's completion port (the low bit says so). */
+#define MSGPIPE__W_NOPORT(ev) ((HANDLE)((ULONG_PTR)(ev) | 1))
 
 /* ---- Backend description ------------------------------------------------- */
 
@@ -51,8 +130,18 @@ const msgpipe__backend_info msgpipe__backend = {
  * waiting at once is plenty.) */
 #define MSGPIPE__W_PENDING_MAX (MAXIMUM_WAIT_OBJECTS - 1)
 
+/* How often listen tries to create the first instance of a name while
+ * another instance exists (see msgpipe__b_listen). */
+#define MSGPIPE__W_LISTEN_TRIES 8
+
 /* Chunk size used to drain and discard a message over max_message. */
 #define MSGPIPE__W_DRAIN_CHUNK 65536
+
+/* A pipe keeps its copy buffer for writes (see msgpipe__b_send) from one
+ * send to the next, so that a stream of messages allocates nothing; one
+ * larger than this is replaced by a smaller one when a message needs less
+ * than a quarter of it. */
+#define MSGPIPE__W_TX_KEEP 65536
 
 /* ---- Handles ------------------------------------------------------------- */
 
@@ -66,9 +155,23 @@ enum {
 struct msgpipe {
     HANDLE h;
     HANDLE rd_ev;   /* manual-reset event for data reads */
-    HANDLE wr_ev;   /* manual-reset event for writes */
     int server_end; /* 1: made by accept, 0: made by connect */
+    int linger_ms;
     uint64_t max_message;
+    /*
+     * Sending (see msgpipe__b_send).  h is bound to port, to which only
+     * writes report (tx_ov has no event), so that a write survives the
+     * exit of the thread that issued it.  tx_busy: a write was issued whose
+     * completion has not been taken from the port yet; it writes from the
+     * caller's buffer only while its send is still running (and then from
+     * tx_buf, which the pipe owns).  tx_busy is read by a polling thread.
+     */
+    HANDLE port;
+    OVERLAPPED tx_ov;
+    LONG volatile tx_busy;
+    DWORD tx_len;
+    unsigned char *tx_buf;
+    size_t tx_cap;
     /*
      * Receive readiness (see "Readiness" below).  arm_ov is the OVERLAPPED
      * of the one zero-byte ReadFile that waits for the next message; its
@@ -82,19 +185,13 @@ struct msgpipe {
     int rx_state; /* MSGPIPE__W_RX_* */
     int rx_empty;
     unsigned char arm_buf; /* the zero-byte read's (unused) buffer */
-    /* msgpipe__now_ms() when a send last found no room (it timed out), 0
-     * after a send succeeded: the POLLOUT estimate (see
-     * msgpipe__w_pipe_out_ready). Written by the sending thread, read by the
-     * polling one. */
-    LONG64 volatile wr_stalled;
     /*
      * The head of a message that had to be partly consumed (rare: see
-     * msgpipe__w_rx_next).  stash_len bytes are held here; unless
-     * stash_whole, the rest of the message is still in the pipe.
+     * msgpipe__w_rx_next).  stash_len bytes are held here; the rest of the
+     * message is still in the pipe.
      */
     unsigned char *stash;
     size_t stash_len;
-    int stash_whole;
 };
 
 struct msgpipe__w_inst {
@@ -209,23 +306,26 @@ static int msgpipe__w_wide(const msgpipe__name *name, WCHAR **out)
 /* ---- Overlapped I/O with a deadline -------------------------------------- */
 
 enum {
-    MSGPIPE__W_IO_OK,      /* completed; the whole message (read) or sent */
-    MSGPIPE__W_IO_MORE,    /* read: ERROR_MORE_DATA, the message goes on */
+    MSGPIPE__W_IO_OK,      /* completed; the whole message was read */
+    MSGPIPE__W_IO_MORE,    /* ERROR_MORE_DATA, or a read cut short: the
+                              message goes on */
     MSGPIPE__W_IO_TIMEOUT, /* cancelled at the deadline; nothing moved */
     MSGPIPE__W_IO_ERR      /* failed; *err is the Windows error */
 };
 
 /*
- * One ReadFile or WriteFile of len bytes at buf, waiting until the
- * deadline.  *n receives the bytes moved.
+ * One ReadFile of len bytes at buf, waiting until the deadline.  *n
+ * receives the bytes moved.  (Writes are msgpipe__b_send's own.)
  *
- * On timeout the operation is cancelled with CancelIoEx on its own
- * OVERLAPPED only (another thread may be using the other direction), and
- * then waited for, because the kernel owns ov and buf until it completes.
- * If it completed anyway in the meantime - the race between the deadline
- * and the data - its real result is returned: it happened, so it counts.
+ * On timeout the read is cancelled with CancelIoEx on its own OVERLAPPED
+ * only (another thread may be sending), and then waited for, because the
+ * kernel owns ov and buf until it completes.  If it completed anyway in
+ * the meantime - the race between the deadline and the data - its real
+ * result is returned: it happened, so it counts.  A read that was
+ * cancelled after it had taken part of a message is MSGPIPE__W_IO_MORE
+ * with those bytes: they were consumed, and the caller keeps them.
  */
-static int msgpipe__w_io(HANDLE h, HANDLE ev, int writing, void *buf, DWORD len,
+static int msgpipe__w_io(HANDLE h, HANDLE ev, void *buf, DWORD len,
                          int64_t deadline, DWORD *n, DWORD *err)
 {
     OVERLAPPED ov;
@@ -234,40 +334,38 @@ static int msgpipe__w_io(HANDLE h, HANDLE ev, int writing, void *buf, DWORD len,
     int timed_out = 0;
 
     memset(&ov, 0, sizeof(ov));
-    ov.hEvent = ev;
+    ov.hEvent = MSGPIPE__W_NOPORT(ev);
     *n = 0;
     *err = 0;
-    if (writing)
-        ok = WriteFile(h, buf, len, NULL, &ov);
-    else
-        ok = ReadFile(h, buf, len, NULL, &ov);
+    ok = msgpipe__w32.ReadFile(h, buf, len, NULL, &ov);
     if (ok) {
-        GetOverlappedResult(h, &ov, n, FALSE);
+        msgpipe__w32.GetOverlappedResult(h, &ov, n, FALSE);
         return MSGPIPE__W_IO_OK;
     }
     e = GetLastError();
     if (e == ERROR_MORE_DATA) {
         /* Completed at once with a partial message: ov holds the count. */
-        GetOverlappedResult(h, &ov, n, FALSE);
+        msgpipe__w32.GetOverlappedResult(h, &ov, n, FALSE);
         return MSGPIPE__W_IO_MORE;
     }
     if (e != ERROR_IO_PENDING) {
         *err = e;
         return MSGPIPE__W_IO_ERR;
     }
-    w = WaitForSingleObject(ev, msgpipe__w_left(deadline));
+    w = msgpipe__w32.WaitForSingleObject(ev, msgpipe__w_left(deadline));
     if (w != WAIT_OBJECT_0) {
         if (w == WAIT_TIMEOUT)
             timed_out = 1;
         else
             *err = GetLastError();
-        CancelIoEx(h, &ov); /* ERROR_NOT_FOUND: it just completed */
+        msgpipe__w32.CancelIoEx(h, &ov); /* ERROR_NOT_FOUND: it completed */
     }
-    if (GetOverlappedResult(h, &ov, n, TRUE))
+    if (msgpipe__w32.GetOverlappedResult(h, &ov, n, TRUE))
         return MSGPIPE__W_IO_OK;
     e = GetLastError();
-    if (e == ERROR_MORE_DATA)
+    if (e == ERROR_MORE_DATA || (e == ERROR_OPERATION_ABORTED && *n > 0))
         return MSGPIPE__W_IO_MORE;
+    *n = 0;
     if (e == ERROR_OPERATION_ABORTED && timed_out)
         return MSGPIPE__W_IO_TIMEOUT;
     if (*err == 0)
@@ -286,26 +384,37 @@ static int msgpipe__w_io_rc(int r, DWORD err)
 
 /* ---- Pipes --------------------------------------------------------------- */
 
+/* Has the I/O of ov finished?  (HasOverlappedIoCompleted through a
+ * volatile read: the system writes Internal from elsewhere.) */
+static int msgpipe__w_ov_done(const OVERLAPPED *ov)
+{
+    return *(const volatile ULONG_PTR *)&ov->Internal !=
+           (ULONG_PTR)STATUS_PENDING;
+}
+
 static int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
                                msgpipe **out)
 {
     msgpipe *p = (msgpipe *)msgpipe__calloc(1, sizeof(*p));
+    int rc;
 
     if (p == NULL)
         return MSGPIPE_ENOMEM;
     p->h = h;
     p->server_end = server_end;
     p->max_message = o->max_message;
+    p->linger_ms = o->linger_ms;
     p->rx_state = MSGPIPE__W_RX_IDLE;
     p->rd_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
-    p->wr_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
     p->ready_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (p->rd_ev == NULL || p->wr_ev == NULL || p->ready_ev == NULL) {
-        int rc = msgpipe__w_error(GetLastError());
+    /* Last, as it cannot be undone: a handle is bound to a port for good
+     * (and a failed accept leaves the handle in its slot for the next). */
+    if (p->rd_ev != NULL && p->ready_ev != NULL)
+        p->port = CreateIoCompletionPort(h, NULL, 0, 1);
+    if (p->port == NULL) {
+        rc = msgpipe__w_error(GetLastError());
         if (p->rd_ev != NULL)
             CloseHandle(p->rd_ev);
-        if (p->wr_ev != NULL)
-            CloseHandle(p->wr_ev);
         if (p->ready_ev != NULL)
             CloseHandle(p->ready_ev);
         msgpipe__free(p);
@@ -316,30 +425,80 @@ static int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
 }
 
 /*
- * Close is graceful by construction: a send returns MSGPIPE_OK only once
- * its WriteFile has completed, i.e. the whole message is in the pipe's
- * buffer (or was already read), and CloseHandle keeps that data readable by
- * the peer, which then gets ERROR_BROKEN_PIPE.  DisconnectNamedPipe would
- * discard it, so it is never called on an accepted pipe; nor is
- * FlushFileBuffers, which would block until the peer has read everything.
- * No write is ever left half done (a timed-out send is withdrawn whole), so
- * linger_ms has nothing to wait for on Windows.
+ * Take the completion of the write in flight from the port, waiting until
+ * the deadline: MSGPIPE_OK (none in flight, or it was written whole),
+ * ETIMEDOUT (still in flight), or the error it ended with (ECLOSED: the
+ * peer went away before reading it).
+ */
+static int msgpipe__w_tx_finish(msgpipe *p, int64_t deadline)
+{
+    LPOVERLAPPED ov;
+    ULONG_PTR key;
+    DWORD n, e;
+    BOOL ok;
+
+    while (p->tx_busy) {
+        ov = NULL;
+        n = 0;
+        ok = msgpipe__w32.GetQueuedCompletionStatus(p->port, &n, &key, &ov,
+                                                    msgpipe__w_left(deadline));
+        if (ov == NULL) {
+            e = GetLastError();
+            if (e == WAIT_TIMEOUT) {
+                msgpipe__set_os_error(WAIT_TIMEOUT);
+                return MSGPIPE_ETIMEDOUT;
+            }
+            return msgpipe__w_error(e);
+        }
+        e = ok ? 0 : GetLastError();
+        if (ov != &p->tx_ov)
+            continue; /* not a write's (reads post nothing here) */
+        InterlockedExchange(&p->tx_busy, 0);
+        if (!ok)
+            return msgpipe__w_error(e);
+        if (n != p->tx_len) /* message-mode writes are all or nothing */
+            return msgpipe__w_error(ERROR_WRITE_FAULT);
+    }
+    return MSGPIPE_OK;
+}
+
+/*
+ * Close is graceful: a message whose send returned MSGPIPE_OK is in the
+ * pipe's buffer, already read, or in flight (see msgpipe__b_send), and
+ * CloseHandle keeps buffered data readable by the peer, which then gets
+ * ERROR_BROKEN_PIPE.  A write in flight is waited for first, for at most
+ * linger_ms; then it is cancelled (a msgpipe reader, which reads a message
+ * whole, then sees none of it; a reader that had read part of it sees the
+ * rest missing).  DisconnectNamedPipe would discard buffered data, so it is
+ * never called on an accepted pipe; nor is FlushFileBuffers, which would
+ * block until the peer has read everything.
  */
 void msgpipe__b_close(msgpipe *p)
 {
     DWORD n;
 
+    if (p->tx_busy &&
+        msgpipe__w_tx_finish(p, msgpipe__deadline(p->linger_ms)) ==
+            MSGPIPE_ETIMEDOUT) {
+        msgpipe__w32.CancelIoEx(p->h, &p->tx_ov);
+        msgpipe__w_tx_finish(p, -1);
+        /* Should the port fail, the kernel may still own tx_ov: wait for
+         * it directly before p is freed. */
+        while (!msgpipe__w_ov_done(&p->tx_ov))
+            Sleep(1);
+    }
     /* The armed zero-byte read writes into p->arm_ov when it ends: cancel
      * it and wait for that before p is freed.  (ready_ev belongs to this
      * read alone, so GetOverlappedResult can wait on it.) */
     if (p->rx_state == MSGPIPE__W_RX_ARMED) {
-        CancelIoEx(p->h, &p->arm_ov);
-        GetOverlappedResult(p->h, &p->arm_ov, &n, TRUE);
+        msgpipe__w32.CancelIoEx(p->h, &p->arm_ov);
+        msgpipe__w32.GetOverlappedResult(p->h, &p->arm_ov, &n, TRUE);
     }
     CloseHandle(p->h);
+    CloseHandle(p->port);
     CloseHandle(p->rd_ev);
-    CloseHandle(p->wr_ev);
     CloseHandle(p->ready_ev);
+    msgpipe__free(p->tx_buf);
     msgpipe__free(p->stash);
     msgpipe__free(p);
 }
@@ -367,48 +526,73 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
 
 /* ---- Sending ------------------------------------------------------------- */
 
-/* p->wr_stalled, read atomically (also on 32-bit Windows) */
-static int64_t msgpipe__w_stalled_since(msgpipe *p)
-{
-    return InterlockedCompareExchange64(&p->wr_stalled, 0, 0);
-}
-
 /*
- * One WriteFile is one message.  A message that fits in the free part of
- * the pipe's buffer completes at once; a larger one stays pending until the
- * reader takes it.  If the deadline passes first, the write is cancelled,
- * and Windows (and Wine) withdraw a cancelled message whole: the call
- * returns MSGPIPE_ETIMEDOUT and the peer never sees any of it, so the call
- * can simply be retried.  Unlike POSIX, no half-sent message is ever kept
- * for later.  (Withdrawing is whole only while no reader has consumed part
- * of the message; msgpipe's receiver never does - see msgpipe__w_rx_next -
- * but a foreign reader that reads with a small buffer might, and would then
- * see the message cut short.)
+ * One WriteFile is one message, and a message is never withdrawn once its
+ * write has been issued: a reader may already have taken part of it (a
+ * plain Win32 reader with a small buffer does: ERROR_MORE_DATA), and
+ * Windows documents nothing about what a cancelled, partly read write
+ * leaves.  So, as on POSIX, a send whose time runs out while its message
+ * is going out returns MSGPIPE_OK: the message is committed, and the write
+ * goes on by itself, from a copy the pipe owns, while the peer reads (the
+ * kernel does it; nothing on this side has to run).  The next send first
+ * waits for it, within its own timeout: if the time runs out before that
+ * write is done, that next message is not sent at all and the call returns
+ * MSGPIPE_ETIMEDOUT.  Close waits for it for at most linger_ms.
+ *
+ * A message that fits in the free part of the pipe's buffer completes its
+ * write at once; a larger one stays in flight until the reader has taken
+ * it.  A send with a finite timeout therefore copies the message first
+ * (into a buffer the pipe keeps for the next one: see MSGPIPE__W_TX_KEEP),
+ * because its write may outlive the call; a send with no timeout writes
+ * from the caller's buffer and returns only when done.
+ * The write reports to the pipe's completion port, so the exit of the
+ * thread that issued it does not cancel it (see the top of this file).
  */
 int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
 {
     static const unsigned char empty = 0;
-    DWORD n, err;
-    int r;
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    const void *src = len > 0 ? msg : (const void *)&empty;
+    DWORD e;
+    int rc;
 
     if ((uint64_t)len > p->max_message)
         return MSGPIPE_EMSGSIZE;
     /* WriteFile takes a 32-bit count and a message cannot be split. */
     if ((uint64_t)len > (uint64_t)MAXDWORD)
         return MSGPIPE_EMSGSIZE;
-    r = msgpipe__w_io(p->h, p->wr_ev, 1,
-                      (void *)(len > 0 ? msg : (const void *)&empty),
-                      (DWORD)len, msgpipe__deadline(timeout_ms), &n, &err);
-    if (r == MSGPIPE__W_IO_OK) {
-        if (msgpipe__w_stalled_since(p) != 0)
-            InterlockedExchange64(&p->wr_stalled, 0);
-        if (n != (DWORD)len) /* message-mode writes are all or nothing */
-            return msgpipe__w_error(ERROR_WRITE_FAULT);
-        return MSGPIPE_OK;
+    /* The message committed before this one goes first. */
+    rc = msgpipe__w_tx_finish(p, deadline);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    if (timeout_ms != MSGPIPE_INFINITE && len > 0) {
+        if (len > p->tx_cap ||
+            (p->tx_cap > MSGPIPE__W_TX_KEEP && len < p->tx_cap / 4)) {
+            size_t cap = len > MSGPIPE__W_TX_KEEP ? len : MSGPIPE__W_TX_KEEP;
+            unsigned char *b = (unsigned char *)msgpipe__malloc(cap);
+            if (b == NULL)
+                return MSGPIPE_ENOMEM;
+            msgpipe__free(p->tx_buf);
+            p->tx_buf = b;
+            p->tx_cap = cap;
+        }
+        memcpy(p->tx_buf, msg, len);
+        src = p->tx_buf;
     }
-    if (r == MSGPIPE__W_IO_TIMEOUT) /* no room: see msgpipe__w_pipe_out_ready */
-        InterlockedExchange64(&p->wr_stalled, msgpipe__now_ms() | 1);
-    return msgpipe__w_io_rc(r, err);
+    memset(&p->tx_ov, 0, sizeof(p->tx_ov)); /* no event: see above */
+    p->tx_len = (DWORD)len;
+    if (!msgpipe__w32.WriteFile(p->h, src, (DWORD)len, NULL, &p->tx_ov)) {
+        e = GetLastError();
+        if (e != ERROR_IO_PENDING)
+            return msgpipe__w_error(e); /* nothing was written */
+    }
+    /* Issued: from here on the message is committed.  Its completion (even
+     * one at once) is posted to the port. */
+    InterlockedExchange(&p->tx_busy, 1);
+    rc = msgpipe__w_tx_finish(p, deadline);
+    if (rc == MSGPIPE_ETIMEDOUT)
+        return MSGPIPE_OK; /* in flight, from p->tx_buf */
+    return rc;
 }
 
 /* ---- Receiving ----------------------------------------------------------- */
@@ -473,14 +657,6 @@ int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
  * read is simply issued again.
  */
 
-/* Has the I/O of ov finished?  (HasOverlappedIoCompleted through a
- * volatile read: the system writes Internal from elsewhere.) */
-static int msgpipe__w_ov_done(const OVERLAPPED *ov)
-{
-    return *(const volatile ULONG_PTR *)&ov->Internal !=
-           (ULONG_PTR)STATUS_PENDING;
-}
-
 enum {
     MSGPIPE__W_ARM_PENDING, /* armed: nothing waiting yet */
     MSGPIPE__W_ARM_EMPTY,   /* an empty message was consumed (rx_empty) */
@@ -494,12 +670,12 @@ static int msgpipe__w_rx_arm(msgpipe *p, DWORD *err)
     DWORD e;
 
     memset(&p->arm_ov, 0, sizeof(p->arm_ov));
-    p->arm_ov.hEvent = p->ready_ev;
+    p->arm_ov.hEvent = MSGPIPE__W_NOPORT(p->ready_ev);
     /* ReadFile resets the event itself; resetting it first as well costs
      * little and does not depend on that.  It is never reset after the
      * read is issued, so a completion cannot be lost. */
     ResetEvent(p->ready_ev);
-    if (ReadFile(p->h, &p->arm_buf, 0, NULL, &p->arm_ov)) {
+    if (msgpipe__w32.ReadFile(p->h, &p->arm_buf, 0, NULL, &p->arm_ov)) {
         p->rx_state = MSGPIPE__W_RX_DONE;
         p->rx_empty = 1;
         SetEvent(p->ready_ev);
@@ -528,7 +704,7 @@ static int msgpipe__w_rx_harvest(msgpipe *p)
     DWORD n;
 
     p->rx_state = MSGPIPE__W_RX_DONE;
-    if (GetOverlappedResult(p->h, &p->arm_ov, &n, FALSE)) {
+    if (msgpipe__w32.GetOverlappedResult(p->h, &p->arm_ov, &n, FALSE)) {
         p->rx_empty = 1;
         return 0;
     }
@@ -580,6 +756,8 @@ static int msgpipe__w_rx_ready(msgpipe *p)
     return 1;
 }
 
+static void msgpipe__w_stash_drop(msgpipe *p);
+
 /* The size of the next message, without consuming it; or *empty = 1 if it
  * was an empty message, which has then been consumed. */
 static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
@@ -589,14 +767,11 @@ static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
     int odd = 0, more = 0;
 
     *empty = 0;
-    if (p->stash != NULL && p->stash_whole) {
-        *size = p->stash_len;
-        return MSGPIPE_OK;
-    }
     for (;;) {
         if (p->rx_state == MSGPIPE__W_RX_ARMED) {
             if (!msgpipe__w_ov_done(&p->arm_ov)) {
-                w = WaitForSingleObject(p->ready_ev, msgpipe__w_left(deadline));
+                w = msgpipe__w32.WaitForSingleObject(p->ready_ev,
+                                                     msgpipe__w_left(deadline));
                 if (w == WAIT_TIMEOUT) {
                     /* Nothing came.  The read stays armed: ready_ev will
                      * say when something does (the rule of
@@ -630,23 +805,23 @@ static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
          * after this receive nothing is known. */
         p->rx_state = MSGPIPE__W_RX_IDLE;
         avail = left = 0;
-        if (!PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left)) {
-            /* The peer closed and nothing is left: with a stash, the
-             * message ended where the stash ends. */
-            if (p->stash != NULL) {
-                p->stash_whole = 1;
-                *size = p->stash_len;
-                return MSGPIPE_OK;
-            }
+        if (!msgpipe__w32.PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left)) {
+            /* The peer closed and nothing is left.  A stash is the head of
+             * a message whose rest never came (its writer was cut off):
+             * not a message, never handed out as one. */
+            msgpipe__w_stash_drop(p);
             return msgpipe__w_error(GetLastError());
         }
         if (p->stash != NULL) {
-            /* The rest of the stashed message is at the front; if it is
-             * gone (its writer withdrew it), the stash is all there is. */
-            if (left == 0)
-                p->stash_whole = 1;
-            *size = (uint64_t)p->stash_len + left;
-            return MSGPIPE_OK;
+            /* The rest of the stashed message is at the front.  If nothing
+             * of it is left, its writer withdrew it (a foreign writer that
+             * cancelled its write after part of it was read): the head is
+             * not a message either; drop it and look at what follows. */
+            if (left > 0) {
+                *size = (uint64_t)p->stash_len + left;
+                return MSGPIPE_OK;
+            }
+            msgpipe__w_stash_drop(p);
         }
         if (left > 0) {
             *size = left;
@@ -692,7 +867,6 @@ static int msgpipe__w_stash_keep(msgpipe *p, unsigned char *buf, size_t len,
     msgpipe__free(p->stash);
     p->stash = s;
     p->stash_len = len;
-    p->stash_whole = 0;
     return MSGPIPE_OK;
 }
 
@@ -701,7 +875,6 @@ static void msgpipe__w_stash_drop(msgpipe *p)
     msgpipe__free(p->stash);
     p->stash = NULL;
     p->stash_len = 0;
-    p->stash_whole = 0;
 }
 
 /*
@@ -723,13 +896,9 @@ static int msgpipe__w_rx_take(msgpipe *p, unsigned char *dst, uint64_t size,
     if (p->stash != NULL) {
         have = p->stash_len;
         memcpy(dst, p->stash, have);
-        if (p->stash_whole) {
-            *got = have;
-            return MSGPIPE__W_IO_OK;
-        }
     }
     /* size - have came from one DWORD of PeekNamedPipe. */
-    r = msgpipe__w_io(p->h, p->rd_ev, 0, dst + have, (DWORD)(size - have),
+    r = msgpipe__w_io(p->h, p->rd_ev, dst + have, (DWORD)(size - have),
                       deadline, &n, err);
     *got = have + n;
     return r;
@@ -747,11 +916,9 @@ static void msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
     unsigned char small[512];
     unsigned char *buf;
     DWORD cap, avail, left, n, err;
-    int r, whole = p->stash != NULL && p->stash_whole;
+    int r;
 
     msgpipe__w_stash_drop(p);
-    if (whole)
-        return;
     buf = (unsigned char *)msgpipe__malloc(MSGPIPE__W_DRAIN_CHUNK);
     cap = MSGPIPE__W_DRAIN_CHUNK;
     if (buf == NULL) {
@@ -760,9 +927,10 @@ static void msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
     }
     for (;;) {
         avail = left = 0;
-        if (!PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left) || left == 0)
+        if (!msgpipe__w32.PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left) ||
+            left == 0)
             break;
-        r = msgpipe__w_io(p->h, p->rd_ev, 0, buf, left < cap ? left : cap,
+        r = msgpipe__w_io(p->h, p->rd_ev, buf, left < cap ? left : cap,
                           deadline, &n, &err);
         if (r != MSGPIPE__W_IO_MORE)
             break; /* the end of the message, or an error the next call
@@ -898,42 +1066,47 @@ static HANDLE msgpipe__w_instance(msgpipe_server *srv, int first)
                             MSGPIPE__W_BUFSIZE, 0, &sa);
 }
 
-/* Start an overlapped ConnectNamedPipe on the slot's instance. */
+/*
+ * Start an overlapped ConnectNamedPipe on the slot's instance.
+ *
+ * ERROR_NO_DATA means a client connected before this call and has already
+ * closed its end (a client that connects, sends and leaves at once).  Its
+ * messages are still in the instance and readable: the instance is handed
+ * out like any connected one, and its receives return them, then
+ * MSGPIPE_ECLOSED (as Python's multiprocessing treats ERROR_NO_DATA).
+ * Disconnecting it instead would discard what the client sent.
+ */
 static int msgpipe__w_arm(struct msgpipe__w_inst *in)
 {
-    int tries;
+    DWORD e;
 
-    for (tries = 0; tries < 8; tries++) {
-        in->ready = 0;
-        /* hEvent is shared: it is not reset here (ConnectNamedPipe resets
-         * it anyway; msgpipe__w_srv_scan copes with that). */
-        in->ov.Internal = 0;
-        in->ov.InternalHigh = 0;
-        in->ov.Offset = 0;
-        in->ov.OffsetHigh = 0;
-        if (ConnectNamedPipe(in->h, &in->ov)) {
-            in->ready = 1;
-            SetEvent(in->ov.hEvent);
-            return MSGPIPE_OK;
-        }
-        switch (GetLastError()) {
-        case ERROR_IO_PENDING:
-            return MSGPIPE_OK;
-        case ERROR_PIPE_CONNECTED:
-            /* A client connected between CreateNamedPipe and now: success,
-             * but no completion will be signalled, so signal it. */
-            in->ready = 1;
-            SetEvent(in->ov.hEvent);
-            return MSGPIPE_OK;
-        case ERROR_NO_DATA:
-            /* A client came and went: reset the instance and listen again. */
-            DisconnectNamedPipe(in->h);
-            break;
-        default:
-            return msgpipe__w_error(GetLastError());
-        }
+    in->ready = 0;
+    /* hEvent is shared: it is not reset here (ConnectNamedPipe resets it
+     * anyway; msgpipe__w_srv_scan copes with that). */
+    in->ov.Internal = 0;
+    in->ov.InternalHigh = 0;
+    in->ov.Offset = 0;
+    in->ov.OffsetHigh = 0;
+    if (msgpipe__w32.ConnectNamedPipe(in->h, &in->ov)) {
+        in->ready = 1;
+        SetEvent(in->ov.hEvent);
+        return MSGPIPE_OK;
     }
-    return msgpipe__w_error(ERROR_NO_DATA);
+    e = GetLastError();
+    switch (e) {
+    case ERROR_IO_PENDING:
+        return MSGPIPE_OK;
+    case ERROR_PIPE_CONNECTED: /* connected between create and now */
+    case ERROR_NO_DATA:        /* ... and gone again: see above */
+        /* Success, but no completion will be signalled: signal it.  (The
+         * OVERLAPPED is not the system's: mark it done for the scan.) */
+        in->ov.Internal = 0;
+        in->ready = 1;
+        SetEvent(in->ov.hEvent);
+        return MSGPIPE_OK;
+    default:
+        return msgpipe__w_error(e);
+    }
 }
 
 /* Stop the slot's instance: cancel a pending connect, refuse a connected
@@ -945,7 +1118,7 @@ static void msgpipe__w_slot_close(struct msgpipe__w_inst *in)
     if (in->h == INVALID_HANDLE_VALUE)
         return;
     if (!in->ready) {
-        CancelIoEx(in->h, &in->ov);
+        msgpipe__w32.CancelIoEx(in->h, &in->ov);
         /* The system owns in->ov until the connect has ended.  Its event is
          * shared with the other instances, so GetOverlappedResult(TRUE)
          * could wake on another instance's completion and return early;
@@ -1012,21 +1185,29 @@ static int msgpipe__w_srv_scan(msgpipe_server *srv)
             if (in->h == INVALID_HANDLE_VALUE)
                 continue;
             if (!in->ready && msgpipe__w_ov_done(&in->ov)) {
-                if (GetOverlappedResult(in->h, &in->ov, &n, FALSE)) {
+                if (msgpipe__w32.GetOverlappedResult(in->h, &in->ov, &n,
+                                                     FALSE)) {
                     in->ready = 1;
                 } else {
                     e = GetLastError();
                     switch (e) {
                     case ERROR_NO_DATA:
                     case ERROR_BROKEN_PIPE:
+                        /* The client came and went: what it sent is
+                         * still there (see msgpipe__w_arm). */
+                        in->ready = 1;
+                        break;
                     case ERROR_PIPE_NOT_CONNECTED:
-                        /* The client came and went: recycle. */
+                        /* Disconnected, nothing in it: recycle. */
                         DisconnectNamedPipe(in->h);
                         /* fall through */
                     case ERROR_OPERATION_ABORTED:
                         /* Or the thread that started the connect (say,
                          * the one that called msgpipe_listen) has exited,
-                         * which cancels its I/O: listen again. */
+                         * which cancels its I/O.  The instance still
+                         * listens - a client may even have connected to
+                         * it meanwhile, and left: listen again, which
+                         * reports such a client (see msgpipe__w_arm). */
                         if (msgpipe__w_arm(in) != MSGPIPE_OK)
                             msgpipe__w_slot_close(in);
                         rearmed = 1;
@@ -1071,7 +1252,9 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
                       msgpipe_server **out)
 {
     msgpipe_server *srv;
-    int i, rc;
+    unsigned seed = (unsigned)GetCurrentThreadId() * 2654435761u ^
+                    (unsigned)GetCurrentProcessId() ^ (unsigned)GetTickCount();
+    int i, rc, tries;
 
     srv = (msgpipe_server *)msgpipe__calloc(1, sizeof(*srv));
     if (srv == NULL)
@@ -1106,31 +1289,43 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     for (i = 0; i < srv->n; i++)
         srv->inst[i].ov.hEvent = srv->conn_ev;
 
-    srv->inst[0].h = msgpipe__w_instance(srv, 1);
-    if (srv->inst[0].h == INVALID_HANDLE_VALUE) {
-        DWORD e = GetLastError();
-        rc = msgpipe__w_error(e);
-        /* With FILE_FLAG_FIRST_PIPE_INSTANCE, "access denied" means the
-         * name exists (a live server, or a squatter); "busy" means it
-         * exists and has all the instances it allows. */
-        if (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY)
-            rc = MSGPIPE_EADDRINUSE;
-        goto fail;
-    }
-    /* A second line of defence, for systems that ignore
-     * FILE_FLAG_FIRST_PIPE_INSTANCE (Wine 8 does): if our "first" instance
-     * is not the only one, somebody else already serves this name.  (Two
-     * servers starting at the same moment may then both give up; that is
-     * better than both serving.) */
-    {
-        DWORD cur = 0;
-        if (GetNamedPipeHandleStateW(srv->inst[0].h, NULL, &cur, NULL, NULL,
-                                     NULL, 0) &&
-            cur > 1) {
+    /*
+     * The first instance.  FILE_FLAG_FIRST_PIPE_INSTANCE makes this fail
+     * if the name exists.  A second line of defence, for systems that
+     * ignore that flag (Wine 8 does): if our "first" instance is not the
+     * only one, somebody else has the name.  Two servers starting at the
+     * same moment may both see two instances; then each closes its own and
+     * tries again after a pause that differs between them, so that one of
+     * them wins.  Neither can win while the other keeps an instance, so
+     * never both; a live server keeps its instances, so a listen on its
+     * name fails after MSGPIPE__W_LISTEN_TRIES.
+     */
+    for (tries = 0;; tries++) {
+        DWORD cur = 0, e;
+        srv->inst[0].h = msgpipe__w_instance(srv, 1);
+        if (srv->inst[0].h == INVALID_HANDLE_VALUE) {
+            e = GetLastError();
+            rc = msgpipe__w_error(e);
+            /* "Access denied" means the name exists (a live server, or a
+             * squatter); "busy" means it exists and has all the
+             * instances it allows. */
+            if (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY)
+                rc = MSGPIPE_EADDRINUSE;
+            goto fail;
+        }
+        if (!GetNamedPipeHandleStateW(srv->inst[0].h, NULL, &cur, NULL, NULL,
+                                      NULL, 0) ||
+            cur <= 1)
+            break;
+        CloseHandle(srv->inst[0].h);
+        srv->inst[0].h = INVALID_HANDLE_VALUE;
+        if (tries + 1 >= MSGPIPE__W_LISTEN_TRIES) {
             msgpipe__set_os_error(ERROR_ACCESS_DENIED);
             rc = MSGPIPE_EADDRINUSE;
             goto fail;
         }
+        seed = seed * 1103515245u + 12345u;
+        Sleep(1 + (seed >> 16) % 4);
     }
     rc = msgpipe__w_arm(&srv->inst[0]);
     if (rc != MSGPIPE_OK)
@@ -1161,7 +1356,7 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
     for (;;) {
         /* Shut down wins over a client that is already waiting: after
          * msgpipe_server_shutdown() every accept fails. */
-        if (WaitForSingleObject(srv->stop_ev, 0) == WAIT_OBJECT_0)
+        if (msgpipe__w32.WaitForSingleObject(srv->stop_ev, 0) == WAIT_OBJECT_0)
             return MSGPIPE_ESHUTDOWN;
 
         /* Refill slots left empty by an earlier failure. */
@@ -1193,7 +1388,8 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 
         hs[0] = srv->stop_ev;
         hs[1] = srv->conn_ev;
-        w = WaitForMultipleObjects(2, hs, FALSE, msgpipe__w_left(deadline));
+        w = msgpipe__w32.WaitForMultipleObjects(2, hs, FALSE,
+                                                msgpipe__w_left(deadline));
         if (w == WAIT_TIMEOUT) {
             msgpipe__set_os_error(WAIT_TIMEOUT);
             return MSGPIPE_ETIMEDOUT;
@@ -1319,7 +1515,7 @@ int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2])
 {
     wait[0] = srv->conn_ev;
     wait[1] = srv->stop_ev;
-    if (WaitForSingleObject(srv->stop_ev, 0) == WAIT_OBJECT_0)
+    if (msgpipe__w32.WaitForSingleObject(srv->stop_ev, 0) == WAIT_OBJECT_0)
         return 1; /* accept(..., 0) returns ESHUTDOWN at once */
     if (msgpipe__w_srv_scan(srv) >= 0 || srv->err != 0)
         return 1;
@@ -1380,45 +1576,30 @@ static int msgpipe__w_pipe_info(HANDLE h, msgpipe__w_pipe_local_info *info)
 
 /*
  * msgpipe__w_pipe_out_ready - MSGPIPE_POLLOUT: would a send of a small
- * message with timeout 0 succeed (or fail at once)?  Windows has no event
- * for "room in a pipe", and the one measure it offers is unreliable, so
- * this is an estimate, in this order:
+ * message with timeout 0 succeed (or fail at once)?  Such a send commits
+ * its message whenever no earlier write is still in flight (see
+ * msgpipe__b_send), so the pipe is ready exactly when
  *
- * 1. The peer is gone (or the query fails): ready, send fails at once.
- *    (NamedPipeState is not CONNECTED; Wine reports this correctly.)
- * 2. No send on this pipe has timed out since the last one that
- *    succeeded: ready.  msgpipe trusts what it saw rather than the quota,
- *    because WriteQuotaAvailable is also reduced by the size of a read the
- *    peer has pending (a pywin32 reader blocked in ReadFile(65536) makes it
- *    0 on an empty pipe), and Wine 8 does not implement it at all (always
- *    0).
- * 3. After a send found the pipe full: ready once WriteQuotaAvailable is
- *    at least half the pipe's buffer (32 KiB of 64 KiB) - what Windows
- *    reports when the peer has read enough.
- * 4. And, because of the pending-read distortion and Wine, in any case
- *    MSGPIPE__W_OUT_RETRY_MS after the stall: the caller then tries again
- *    (a send that still finds no room times out and restarts the clock).
+ * 1. no write is in flight, or the one in flight has completed; or
+ * 2. the peer is gone (the send then fails at once): NamedPipeState is not
+ *    CONNECTED (Wine reports this correctly).
  *
- * msgpipe__b_poll re-checks every MSGPIPE__W_OUT_TICK_MS while such an
- * item is not ready; nothing else in a poll ticks.
+ * Windows has no event for the completion of a write that reports to a
+ * completion port, so msgpipe__b_poll re-checks every
+ * MSGPIPE__W_OUT_TICK_MS while such an item is not ready; nothing else in
+ * a poll ticks.
  */
 int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now)
 {
     msgpipe__w_pipe_local_info info;
-    int64_t stalled = msgpipe__w_stalled_since(p);
 
+    (void)now;
+    if (InterlockedCompareExchange(&p->tx_busy, 0, 0) == 0 ||
+        msgpipe__w_ov_done(&p->tx_ov))
+        return 1;
     if (!msgpipe__w_pipe_info(p->h, &info))
         return 1;
-    if (info.NamedPipeState != MSGPIPE__W_FILE_PIPE_CONNECTED_STATE)
-        return 1;
-    if (stalled == 0)
-        return 1;
-    if (info.OutboundQuota > 0 &&
-        info.WriteQuotaAvailable >= (info.OutboundQuota + 1) / 2)
-        return 1;
-    if (now - stalled >= MSGPIPE__W_OUT_RETRY_MS)
-        return 1;
-    return 0;
+    return info.NamedPipeState != MSGPIPE__W_FILE_PIPE_CONNECTED_STATE;
 }
 
 int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out)

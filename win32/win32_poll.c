@@ -55,7 +55,7 @@ struct msgpipe__w_helper {
 static DWORD WINAPI msgpipe__w_helper_main(LPVOID arg)
 {
     struct msgpipe__w_helper *h = (struct msgpipe__w_helper *)arg;
-    DWORD w = WaitForMultipleObjects(h->n, h->hs, FALSE, INFINITE);
+    DWORD w = msgpipe__w32.WaitForMultipleObjects(h->n, h->hs, FALSE, INFINITE);
 
     if (w == WAIT_FAILED)
         h->err = GetLastError();
@@ -83,7 +83,7 @@ static int msgpipe__w_wait_many(const HANDLE *hs, size_t nh, DWORD ms)
         return MSGPIPE_OK;
     }
     if (nh <= MAXIMUM_WAIT_OBJECTS) {
-        w = WaitForMultipleObjects((DWORD)nh, hs, FALSE, ms);
+        w = msgpipe__w32.WaitForMultipleObjects((DWORD)nh, hs, FALSE, ms);
         if (w == WAIT_FAILED)
             return msgpipe__w_error(GetLastError());
         return MSGPIPE_OK;
@@ -123,7 +123,8 @@ static int msgpipe__w_wait_many(const HANDLE *hs, size_t nh, DWORD ms)
         mine[0] = wake;
         for (i = 0; i < MSGPIPE__W_GROUP; i++)
             mine[i + 1] = hs[i];
-        w = WaitForMultipleObjects(MAXIMUM_WAIT_OBJECTS, mine, FALSE, ms);
+        w = msgpipe__w32.WaitForMultipleObjects(MAXIMUM_WAIT_OBJECTS, mine,
+                                                FALSE, ms);
         if (w == WAIT_FAILED)
             rc = msgpipe__w_error(GetLastError());
     }
