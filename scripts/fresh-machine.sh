@@ -3,7 +3,8 @@
 # run on a new Debian machine.
 #
 #   bash scripts/fresh-machine.sh [--order demo-first|test-first]
-#                                 [--only demo|test] [--keep] [--root DIR]
+#                                 [--only demo|test|bench|consumer]
+#                                 [--keep] [--root DIR]
 #
 # As root on Debian: makes a clean minimal Debian root with
 # `debootstrap --variant=minbase` (the release this machine runs, from the
@@ -15,12 +16,15 @@
 #   CI=true bash scripts/test.sh
 #
 # (or the test command first, with --order test-first; or one of them alone,
-# with --only, to see what that one installs).  Nothing of this
+# with --only demo|test, to see what that one installs).  --only bench and
+# --only consumer run `bash bench/run.sh --quick` or
+# `bash scripts/consumer-test.sh` alone, as the first command.  Nothing of this
 # machine's installed packages, caches or build trees is visible inside.  It
 # prints one line of outcome at the end, e.g.
 #
-#   fresh-machine: PASS 2026-12-01 demo 0m22s, test 6m07s, disk 3.7G in all
-#     (1.1G of it build/; minbase root before: 250M) (bookworm, demo-first)
+#   fresh-machine: PASS 2026-12-01 demo 0m27s (apt added 299 MB), test 6m12s
+#     (apt added 1,898 MB); disk 3.7G in all (811M of it build/; minbase root
+#     before: 206M) (bookworm, demo-first)
 #
 # and keeps the full output in build/fresh-machine/*.log.  The root
 # (default /var/tmp/msgpipe-fresh-root) is removed afterwards unless --keep.
@@ -59,7 +63,7 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     *)
-        echo "usage: $0 [--order demo-first|test-first] [--only demo|test] [--keep] [--root DIR]" >&2
+        echo "usage: $0 [--order demo-first|test-first] [--only demo|test|bench|consumer] [--keep] [--root DIR]" >&2
         exit 2
         ;;
     esac
@@ -157,25 +161,35 @@ added() {
         "$root/root/msgpipe/build/logs/apt-install.log" 2>/dev/null |
         sed 's/After this operation, \(.*\) of additional.*/\1/' | tail -n 1
 }
-demo_s=- test_s=- demo_add=- test_add=-
-
-demo() {
-    in_root demo "the demo command" "bash scripts/demo.sh"
-    demo_s=$(fmt "$elapsed") demo_add=$(added)
-}
-tests() {
-    in_root test "the test command" "bash scripts/test.sh"
-    test_s=$(fmt "$elapsed") test_add=$(added)
+results=()
+# one LOG TITLE CMD: run CMD in the root, and note its time and what apt added.
+one() {
+    in_root "$1" "$2" "$3"
+    results+=("$1 $(fmt "$elapsed") (apt added $(added || true))")
+    rm -f "$root/root/msgpipe/build/logs/apt-install.log"
 }
 case "$only:$order" in
-demo:*) demo ;;
-test:*) tests ;;
-:demo-first) demo && tests ;;
-*) tests && demo ;;
+demo:*) one demo "the demo command" "bash scripts/demo.sh" ;;
+test:*) one test "the test command" "bash scripts/test.sh" ;;
+bench:*) one bench "the benchmark, briefly" "bash bench/run.sh --quick" ;;
+consumer:*) one consumer "the consumer test" "bash scripts/consumer-test.sh" ;;
+:demo-first)
+    one demo "the demo command" "bash scripts/demo.sh"
+    one test "the test command" "bash scripts/test.sh"
+    ;;
+:test-first)
+    one test "the test command" "bash scripts/test.sh"
+    one demo "the demo command" "bash scripts/demo.sh"
+    ;;
+*)
+    echo "fresh-machine: --only is demo, test, bench or consumer" >&2
+    exit 2
+    ;;
 esac
 disk=$(du -sh --one-file-system "$root" | cut -f1)
 builds=$(du -sh "$root/root/msgpipe/build" | cut -f1)
 step "fresh-machine: outcome"
-printf 'fresh-machine: PASS %s demo %s (apt added %s), test %s (apt added %s), disk %s in all (%s of it build/; minbase root before: %s) (%s, %s)\n' \
-    "$(date -u +%F)" "$demo_s" "${demo_add:--}" "$test_s" "${test_add:--}" "$disk" "$builds" "$base" "$suite" "${only:-$order}" |
+summary=$(printf '%s, ' "${results[@]}")
+printf 'fresh-machine: PASS %s %s; disk %s in all (%s of it build/; minbase root before: %s) (%s, %s)\n' \
+    "$(date -u +%F)" "${summary%, }" "$disk" "$builds" "$base" "$suite" "${only:-$order}" |
     tee "$out/outcome.txt"
