@@ -598,10 +598,11 @@ static TLS int w_cancel_part; /* the next data read: one byte, then
                                  "cancelled" */
 static TLS int w_fail_writes; /* fail every write with w_fail_error */
 static TLS DWORD w_fail_error;
-static TLS int w_fail_waits;  /* the next waits fail (WAIT_FAILED) */
-static TLS long w_reads;      /* data reads seen */
-static char w_ghost_sys[300]; /* ConnectNamedPipe: a client that came,
-                                 wrote "ghost" and left, first */
+static TLS int w_fail_waits;   /* the next waits fail (WAIT_FAILED) */
+static TLS long w_reads;       /* data reads seen */
+static TLS int w_fail_read_at; /* fail the Nth data read from now */
+static char w_ghost_sys[300];  /* ConnectNamedPipe: a client that came,
+                                  wrote "ghost" and left, first */
 
 #define W_STATUS_CANCELLED ((ULONG_PTR)0xC0000120L)
 
@@ -617,6 +618,10 @@ static BOOL WINAPI t_ReadFile(HANDLE h, LPVOID buf, DWORD n, LPDWORD got,
 {
     if (n > 1 && ov != NULL) {
         w_reads++;
+        if (w_fail_read_at > 0 && --w_fail_read_at == 0) {
+            SetLastError(ERROR_INVALID_USER_BUFFER);
+            return FALSE;
+        }
         if (w_cancel_part) {
             /* Take one byte for real, then report what a read cancelled
              * after part of a message arrived reports. */
@@ -694,6 +699,7 @@ static int setup_w32(void **state)
     msgpipe__w32.ConnectNamedPipe = t_ConnectNamedPipe;
     msgpipe__w32.WaitForSingleObject = t_WaitForSingleObject;
     w_short_reads = w_cancel_part = w_fail_writes = w_fail_waits = 0;
+    w_fail_read_at = 0;
     w_reads = 0;
     w_ghost_sys[0] = '\0';
     return 0;
@@ -850,6 +856,57 @@ static void test_w32_connect_no_data_hands_out_the_client(void **state)
     msgpipe_server_close(srv);
 }
 
+static void *w_send_big_then_next(void *arg)
+{
+    w_sender *sd = (w_sender *)arg;
+    unsigned char *m = (unsigned char *)malloc(66036);
+
+    sd->rc = MSGPIPE_ENOMEM;
+    if (m != NULL) {
+        sup_fill(m, 66036, 3);
+        sd->rc = msgpipe_send(sd->p, m, 66036, SUP_T);
+        if (sd->rc == MSGPIPE_OK)
+            sd->rc = msgpipe_send(sd->p, "NEXT", 4, SUP_T);
+    }
+    free(m);
+    return NULL;
+}
+
+/* The discard of an oversized message (66,036 bytes, max_message 1,000)
+ * fails after its first 64 KiB: the receive still reports EMSGSIZE, and
+ * the next receive discards the rest instead of returning those 500 bytes
+ * as a message. */
+static void test_w32_failed_discard_never_hands_out_the_rest(void **state)
+{
+    msgpipe_options so;
+    sup_pair pr;
+    w_sender sd;
+    sup_thread *t;
+    char buf[1000];
+    size_t len = 0;
+    (void)state;
+
+    msgpipe_options_init(&so);
+    so.max_message = 1000;
+    sup_pair_open(&pr, "flt", &so, NULL);
+    sd.p = pr.c;
+    t = sup_thread_start(w_send_big_then_next, &sd);
+    /* Wait until the whole message is visible, so that the discard reads
+     * a full chunk first. */
+    sup_sleep_ms(100);
+    w_fail_read_at = 2;
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T),
+              MSGPIPE_EMSGSIZE);
+    assert_int_equal(len, 66036);
+    assert_int_equal(w_fail_read_at, 0); /* the fault happened */
+    assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "NEXT", 4);
+    sup_thread_join(t);
+    assert_rc(sd.rc, MSGPIPE_OK);
+    sup_pair_close(&pr);
+}
+
 /* A write the system refuses sends nothing; a retry sends once. */
 static void test_w32_failing_write_sends_nothing_and_retry_sends_once(void **st)
 {
@@ -938,6 +995,9 @@ int main(int argc, char **argv)
             teardown_w32),
         cmocka_unit_test_setup_teardown(
             test_w32_connect_no_data_hands_out_the_client, setup_w32,
+            teardown_w32),
+        cmocka_unit_test_setup_teardown(
+            test_w32_failed_discard_never_hands_out_the_rest, setup_w32,
             teardown_w32),
         cmocka_unit_test_setup_teardown(
             test_w32_failing_write_sends_nothing_and_retry_sends_once,

@@ -192,6 +192,10 @@ struct msgpipe {
      */
     unsigned char *stash;
     size_t stash_len;
+    /* An oversized message is being discarded and part of it is gone: the
+     * rest must be drained before anything else is received (see
+     * msgpipe__w_rx_drain). */
+    int rx_draining;
 };
 
 struct msgpipe__w_inst {
@@ -757,6 +761,7 @@ static int msgpipe__w_rx_ready(msgpipe *p)
 }
 
 static void msgpipe__w_stash_drop(msgpipe *p);
+static int msgpipe__w_rx_drain(msgpipe *p, int64_t deadline);
 
 /* The size of the next message, without consuming it; or *empty = 1 if it
  * was an empty message, which has then been consumed. */
@@ -767,6 +772,12 @@ static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
     int odd = 0, more = 0;
 
     *empty = 0;
+    if (p->rx_draining) {
+        /* The rest of a discarded message comes first. */
+        int rc = msgpipe__w_rx_drain(p, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
+    }
     for (;;) {
         if (p->rx_state == MSGPIPE__W_RX_ARMED) {
             if (!msgpipe__w_ov_done(&p->arm_ov)) {
@@ -910,15 +921,21 @@ static int msgpipe__w_rx_take(msgpipe *p, unsigned char *dst, uint64_t size,
  * ends it.  Before each chunk PeekNamedPipe says how much of it is left, so
  * that every read finds its bytes already there, and a message cut short by
  * its writer ends the drain instead of eating the next message.
+ *
+ * p->rx_draining says a discard is under way.  If a read fails or times
+ * out, the rest stays in the pipe, and the next receive drains it before
+ * anything else - the rest of a message is never handed out as one.
+ * Returns MSGPIPE_OK once the message is gone, or the failure.
  */
-static void msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
+static int msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
 {
     unsigned char small[512];
     unsigned char *buf;
     DWORD cap, avail, left, n, err;
-    int r;
+    int r, rc = MSGPIPE_OK;
 
     msgpipe__w_stash_drop(p);
+    p->rx_draining = 1;
     buf = (unsigned char *)msgpipe__malloc(MSGPIPE__W_DRAIN_CHUNK);
     cap = MSGPIPE__W_DRAIN_CHUNK;
     if (buf == NULL) {
@@ -928,16 +945,23 @@ static void msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
     for (;;) {
         avail = left = 0;
         if (!msgpipe__w32.PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left) ||
-            left == 0)
+            left == 0) {
+            p->rx_draining = 0; /* the pipe ended, or so did the message */
             break;
+        }
         r = msgpipe__w_io(p->h, p->rd_ev, buf, left < cap ? left : cap,
                           deadline, &n, &err);
-        if (r != MSGPIPE__W_IO_MORE)
-            break; /* the end of the message, or an error the next call
-                      will meet again */
+        if (r == MSGPIPE__W_IO_MORE)
+            continue;
+        if (r == MSGPIPE__W_IO_OK)
+            p->rx_draining = 0; /* the read that ended it */
+        else
+            rc = msgpipe__w_io_rc(r, err); /* the rest waits for later */
+        break;
     }
     if (buf != small)
         msgpipe__free(buf);
+    return rc;
 }
 
 int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
