@@ -40,6 +40,10 @@
  * one pipe (two senders, two receivers, close while in use) must be
  * serialised by the caller.  msgpipe_server_shutdown() is the one call that
  * may be made on a server while another thread is inside msgpipe_accept().
+ * A handle may be used by a thread other than the one that made it, and
+ * the thread that made a call may exit afterwards: nothing a call leaves
+ * in progress (a committed message still going out, a server waiting for
+ * clients) depends on the life of the thread that made it.
  *
  * Signals
  * -------
@@ -183,9 +187,11 @@ typedef struct msgpipe_options {
      * it (its queue is the server's FIFO). */
     int pending;
     /* msgpipe_close(): how long to wait, in ms, to finish writing a message
-     * that a timed-out send had already partly written (see msgpipe_send).
-     * Default 5000; -1 forever; 0 do not wait (the peer then sees a
-     * truncated message and MSGPIPE_ECLOSED). */
+     * that a timed-out send had committed but not finished (see
+     * msgpipe_send).  Default 5000; -1 forever; 0 do not wait (the message
+     * is then cut off: a msgpipe peer receives none of it, then
+     * MSGPIPE_ECLOSED; on Windows a plain reader that had read part of it
+     * sees the rest missing). */
     int linger_ms;
     /* Server, POSIX only: admit only clients whose effective user id is one
      * of these n_allow_uids ids, checked with the peer credentials when a
@@ -231,8 +237,10 @@ typedef struct msgpipe msgpipe;               /* one connected pipe */
  *   "@ABC"                  Linux: the abstract socket namespace;
  *                           elsewhere MSGPIPE_ENOTSUP
  *
- * A name that is NULL, empty, "." or "..", or (POSIX) a path ending in '/'
- * is MSGPIPE_EBADNAME; one whose system form does not fit the system's
+ * A name that is NULL, empty, "." or "..", or (POSIX) a path ending in '/',
+ * or (Windows) a "\\.\pipe\" name with an empty, "." or ".." part
+ * between its separators ("\\.\pipe\x\", "\\.\pipe\.") is
+ * MSGPIPE_EBADNAME; one whose system form does not fit the system's
  * limit (sun_path with its NUL on POSIX; 256 bytes of UTF-8 on Windows, a
  * little stricter than Windows' 256 UTF-16 characters for non-ASCII names)
  * is MSGPIPE_ENAMETOOLONG.  Both are found before any system call: a name
@@ -264,7 +272,11 @@ MSGPIPE_EXTERN int msgpipe_listen(const char *name, const msgpipe_options *opt,
  *
  * Blocks up to timeout_ms.  On success *out is a new pipe owned by the
  * caller (release it with msgpipe_close()).  Only one thread at a time may
- * be in msgpipe_accept() on one server.
+ * be in msgpipe_accept() on one server.  A client that connected, sent
+ * and closed before it was accepted is handed out like any other: its
+ * receives return what it sent, then MSGPIPE_ECLOSED.  (With the POSIX
+ * FIFO transport such a client's close waits for the acceptance for at
+ * most its linger_ms: docs/fifo.md.)
  *
  * Errors: EINVAL, ETIMEDOUT (no client came; nothing lost), ESHUTDOWN
  * (msgpipe_server_shutdown() was called, before or during the wait), EMFILE,
@@ -293,6 +305,14 @@ MSGPIPE_EXTERN void msgpipe_server_shutdown(msgpipe_server *srv);
  * server made), refuses clients still waiting, and frees srv.  Pipes already
  * accepted stay open.  No thread may be inside msgpipe_accept() on srv: call
  * msgpipe_server_shutdown() and join that thread first.  NULL is ignored.
+ *
+ * Windows difference: the system keeps a pipe name while any instance of
+ * it is open, and every accepted pipe is one.  So while pipes this server
+ * accepted are still open the name stays taken: msgpipe_connect() with
+ * timeout 0 returns MSGPIPE_EBUSY (not ENOENT), with a timeout it waits
+ * (then ETIMEDOUT), and msgpipe_listen() on the name returns
+ * MSGPIPE_EADDRINUSE.  Once the last of them is closed the name is free,
+ * as it is at once on POSIX.
  */
 MSGPIPE_EXTERN void msgpipe_server_close(msgpipe_server *srv);
 
@@ -317,17 +337,28 @@ MSGPIPE_EXTERN int msgpipe_connect(const char *name, const msgpipe_options *opt,
  *
  * Blocks up to timeout_ms while the peer is not reading.  The bytes are
  * copied or written before it returns; msg stays the caller's.  Returns
- * MSGPIPE_OK once the message is committed: it will reach the peer ahead of
- * any later message, even if the pipe is closed right after (see
- * msgpipe_close).  On ETIMEDOUT nothing of this message was sent and the
- * call may be retried.
+ * MSGPIPE_OK once the message is committed: it will reach the peer whole,
+ * ahead of any later message, even if the pipe is closed right after (see
+ * msgpipe_close).  On ETIMEDOUT nothing of this message was sent - the peer
+ * never sees any of it - and the call may be retried.
  *
- * POSIX detail: a stream cannot take back half a message.  If the time runs
- * out after part of a message went out, the rest is kept inside the pipe
- * and the call returns MSGPIPE_OK.  The rest goes out, ahead of anything
- * else, as the pipe is used: during the next msgpipe_send(), while any
- * receive or msgpipe_poll() on the pipe waits, and in msgpipe_close() (for
- * at most linger_ms).
+ * A message that has started to go out is never taken back, because the
+ * peer may already have read part of it: if the time runs out then, the
+ * call returns MSGPIPE_OK and the rest goes out later, ahead of anything
+ * else.  So ETIMEDOUT means the time ran out before this message could
+ * start: the pipe had no room at all (POSIX), or the rest of an earlier
+ * committed message was still going out.
+ *   POSIX: the rest is kept inside the pipe and goes out as the pipe is
+ *   used: during the next msgpipe_send(), while any receive or
+ *   msgpipe_poll() on the pipe waits, and in msgpipe_close() (for at most
+ *   linger_ms).
+ *   Windows: the system finishes the write by itself, from a copy msgpipe
+ *   keeps, as the peer reads - also after the thread that sent it has
+ *   exited; the next msgpipe_send() first waits for it (within its own
+ *   timeout), and msgpipe_close() for at most linger_ms.  So a send with a
+ *   finite timeout copies the message (one with MSGPIPE_INFINITE does
+ *   not), and one with timeout 0 commits a message whenever no earlier one
+ *   is still going out.
  *
  * Errors: EINVAL (p NULL, msg NULL with len > 0), EMSGSIZE (len larger than
  * the pipe's max_message), ETIMEDOUT, ECLOSED (the peer has gone), ENOMEM,
@@ -434,9 +465,9 @@ MSGPIPE_EXTERN int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info);
  *
  * Graceful: every message whose msgpipe_send() returned MSGPIPE_OK is still
  * delivered to the peer, which then receives MSGPIPE_ECLOSED.  Blocks only
- * to finish a message a timed-out send had partly written, at most the
- * linger_ms option.  Messages not yet received from the peer are dropped.
- * NULL is ignored.
+ * to finish a message a timed-out send had committed but not finished, at
+ * most the linger_ms option.  Messages not yet received from the peer are
+ * dropped.  NULL is ignored.
  */
 MSGPIPE_EXTERN void msgpipe_close(msgpipe *p);
 
@@ -474,7 +505,8 @@ typedef struct msgpipe_pollitem {
  *   MSGPIPE_POLLOUT on a pipe   msgpipe_send(..., 0) of a small message
  *                               succeeds (or reports ECLOSED): the pipe has
  *                               room.  A large message may still not fit.
- *                               (Windows: an estimate; docs/windows.md.)
+ *                               (Windows: no earlier message is still
+ *                               going out; docs/windows.md.)
  *
  * After an item is reported ready, receive (or accept) with timeout 0 until
  * MSGPIPE_ETIMEDOUT; an item that is not drained is reported again at once.
