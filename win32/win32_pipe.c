@@ -481,9 +481,10 @@ void msgpipe__b_close(msgpipe *p)
 {
     DWORD n;
 
-    if (p->tx_busy &&
-        msgpipe__w_tx_finish(p, msgpipe__deadline(p->linger_ms)) ==
-            MSGPIPE_ETIMEDOUT) {
+    if (p->tx_busy)
+        msgpipe__w_tx_finish(p, msgpipe__deadline(p->linger_ms));
+    if (p->tx_busy) { /* still in flight after linger_ms (or the port
+                         failed): cut it off */
         msgpipe__w32.CancelIoEx(p->h, &p->tx_ov);
         msgpipe__w_tx_finish(p, -1);
         /* Should the port fail, the kernel may still own tx_ov: wait for
