@@ -438,6 +438,15 @@ static void test_server_closed_after_poll_releases_the_client(void **state)
 
 /* ---- Out of descriptors at accept -------------------------------------- */
 
+/* valgrind keeps its own descriptor limit: a socket accept(2) beyond it is
+ * made by the kernel, then closed by valgrind, which reports EMFILE - the
+ * connection is gone before msgpipe sees it. */
+static int under_valgrind(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    return p != NULL && strstr(p, "vgpreload") != NULL;
+}
+
 static void test_accept_after_emfile_gets_the_waiting_client(void **state)
 {
     char name[96], buf[8];
@@ -448,6 +457,8 @@ static void test_accept_after_emfile_gets_the_waiting_client(void **state)
     size_t len;
     (void)state;
 
+    if (!sup_is_fifo() && under_valgrind())
+        SUP_SKIP("valgrind closes a socket accepted beyond its own limit");
     sup_name(name, sizeof(name), "races");
     assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
     assert_rc(msgpipe_connect(name, NULL, SUP_T, &c), MSGPIPE_OK);
