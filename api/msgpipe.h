@@ -327,7 +327,9 @@ MSGPIPE_EXTERN void msgpipe_server_close(msgpipe_server *srv);
  * caller (release it with msgpipe_close()).
  *
  * Errors: EINVAL, EBADNAME, ENAMETOOLONG, ENOTSUP, ENOENT, EBUSY, ETIMEDOUT,
- * EACCES (the server does not admit this user), EMFILE, ENOMEM, EIO.
+ * EACCES (the server does not admit this user), ECLOSED (FIFO transport
+ * with require_server_uid: the server closed before accepting), EMFILE,
+ * ENOMEM, EIO.
  */
 MSGPIPE_EXTERN int msgpipe_connect(const char *name, const msgpipe_options *opt,
                                    int timeout_ms, msgpipe **out);
@@ -456,7 +458,8 @@ typedef struct msgpipe_peer_info {
  * within the timeout given to msgpipe_connect() (ETIMEDOUT after it).
  *
  * Errors: EINVAL, ENOTSUP (the system reports nothing), ETIMEDOUT (FIFO
- * transport, see above), EIO.
+ * transport, see above), ECLOSED (FIFO transport: the server closed before
+ * accepting this client), EIO.
  */
 MSGPIPE_EXTERN int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info);
 
