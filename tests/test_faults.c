@@ -601,8 +601,11 @@ static TLS DWORD w_fail_error;
 static TLS int w_fail_waits;   /* the next waits fail (WAIT_FAILED) */
 static TLS long w_reads;       /* data reads seen */
 static TLS int w_fail_read_at; /* fail the Nth data read from now */
-static char w_ghost_sys[300];  /* ConnectNamedPipe: a client that came,
-                                  wrote "ghost" and left, first */
+static TLS int w_cancel_at;    /* after the Nth data read, cancel ... */
+static HANDLE w_cancel_h;      /* ... this foreign writer's write */
+static OVERLAPPED *w_cancel_ov;
+static char w_ghost_sys[300]; /* ConnectNamedPipe: a client that came,
+                                 wrote "ghost" and left, first */
 
 #define W_STATUS_CANCELLED ((ULONG_PTR)0xC0000120L)
 
@@ -618,6 +621,14 @@ static BOOL WINAPI t_ReadFile(HANDLE h, LPVOID buf, DWORD n, LPDWORD got,
 {
     if (n > 1 && ov != NULL) {
         w_reads++;
+        if (w_cancel_at > 0 && --w_cancel_at == 0) {
+            BOOL ok = real_w32.ReadFile(h, buf, n, got, ov);
+            DWORD e = GetLastError(), k;
+            CancelIoEx(w_cancel_h, w_cancel_ov);
+            GetOverlappedResult(w_cancel_h, w_cancel_ov, &k, TRUE);
+            SetLastError(e);
+            return ok;
+        }
         if (w_fail_read_at > 0 && --w_fail_read_at == 0) {
             SetLastError(ERROR_INVALID_USER_BUFFER);
             return FALSE;
@@ -700,6 +711,7 @@ static int setup_w32(void **state)
     msgpipe__w32.WaitForSingleObject = t_WaitForSingleObject;
     w_short_reads = w_cancel_part = w_fail_writes = w_fail_waits = 0;
     w_fail_read_at = 0;
+    w_cancel_at = 0;
     w_reads = 0;
     w_ghost_sys[0] = '\0';
     return 0;
@@ -907,6 +919,67 @@ static void test_w32_failed_discard_never_hands_out_the_rest(void **state)
     sup_pair_close(&pr);
 }
 
+enum { W_FOREIGN_BIG = 8 * 1024 * 1024 };
+
+/* A plain Win32 writer queues an 8 MiB message and "NEXT" behind it, and
+ * cancels the big write while msgpipe discards it (max_message 1,000;
+ * the cancel comes right after the discard's first read): the receive reports
+ * EMSGSIZE, and the next one returns "NEXT" - the discard never eats the
+ * message behind a withdrawn one. */
+static void test_w32_foreign_writer_withdrawing_during_discard(void **state)
+{
+    msgpipe_options so;
+    msgpipe_server *srv = NULL;
+    msgpipe *a = NULL;
+    OVERLAPPED big_ov, next_ov;
+    unsigned char *big = (unsigned char *)malloc(W_FOREIGN_BIG);
+    DWORD mode = PIPE_READMODE_MESSAGE, k;
+    char name[96], sys[300], buf[1000];
+    size_t len = 0;
+    HANDLE h;
+    int rc;
+    (void)state;
+
+    assert_non_null(big);
+    memset(big, 0x33, W_FOREIGN_BIG);
+    sup_name(name, sizeof(name), "flt");
+    sup_sys_name(name, sys, sizeof(sys));
+    msgpipe_options_init(&so);
+    so.max_message = 1000;
+    assert_rc(msgpipe_listen(name, &so, &srv), MSGPIPE_OK);
+    h = CreateFileA(sys, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+                    FILE_FLAG_OVERLAPPED, NULL);
+    assert_true(h != INVALID_HANDLE_VALUE);
+    assert_true(SetNamedPipeHandleState(h, &mode, NULL, NULL));
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+    memset(&big_ov, 0, sizeof(big_ov));
+    memset(&next_ov, 0, sizeof(next_ov));
+    big_ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+    next_ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (!WriteFile(h, big, W_FOREIGN_BIG, NULL, &big_ov))
+        assert_int_equal(GetLastError(), ERROR_IO_PENDING);
+    if (!WriteFile(h, "NEXT", 4, NULL, &next_ov))
+        assert_int_equal(GetLastError(), ERROR_IO_PENDING);
+    w_cancel_h = h;
+    w_cancel_ov = &big_ov;
+    w_cancel_at = 1;
+    rc = msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T);
+    assert_int_equal(w_cancel_at, 0); /* the cancel came mid-discard */
+    assert_rc(rc, MSGPIPE_EMSGSIZE);
+    assert_int_equal(len, W_FOREIGN_BIG);
+    rc = msgpipe_recv(a, buf, sizeof(buf), &len, 2000);
+    assert_rc(rc, MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "NEXT", 4);
+    assert_true(GetOverlappedResult(h, &next_ov, &k, TRUE));
+    CloseHandle(h);
+    CloseHandle(big_ov.hEvent);
+    CloseHandle(next_ov.hEvent);
+    msgpipe_close(a);
+    msgpipe_server_close(srv);
+    free(big);
+}
+
 /* A write the system refuses sends nothing; a retry sends once. */
 static void test_w32_failing_write_sends_nothing_and_retry_sends_once(void **st)
 {
@@ -998,6 +1071,9 @@ int main(int argc, char **argv)
             teardown_w32),
         cmocka_unit_test_setup_teardown(
             test_w32_failed_discard_never_hands_out_the_rest, setup_w32,
+            teardown_w32),
+        cmocka_unit_test_setup_teardown(
+            test_w32_foreign_writer_withdrawing_during_discard, setup_w32,
             teardown_w32),
         cmocka_unit_test_setup_teardown(
             test_w32_failing_write_sends_nothing_and_retry_sends_once,

@@ -196,6 +196,7 @@ struct msgpipe {
      * rest must be drained before anything else is received (see
      * msgpipe__w_rx_drain). */
     int rx_draining;
+    uint64_t rx_drain_left; /* bytes of that message still in the pipe */
 };
 
 struct msgpipe__w_inst {
@@ -762,7 +763,7 @@ static int msgpipe__w_rx_ready(msgpipe *p)
 }
 
 static void msgpipe__w_stash_drop(msgpipe *p);
-static int msgpipe__w_rx_drain(msgpipe *p, int64_t deadline);
+static int msgpipe__w_rx_drain(msgpipe *p, uint64_t size, int64_t deadline);
 
 /* The size of the next message, without consuming it; or *empty = 1 if it
  * was an empty message, which has then been consumed. */
@@ -775,7 +776,7 @@ static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
     *empty = 0;
     if (p->rx_draining) {
         /* The rest of a discarded message comes first. */
-        int rc = msgpipe__w_rx_drain(p, deadline);
+        int rc = msgpipe__w_rx_drain(p, 0, deadline);
         if (rc != MSGPIPE_OK)
             return rc;
     }
@@ -923,20 +924,29 @@ static int msgpipe__w_rx_take(msgpipe *p, unsigned char *dst, uint64_t size,
  * that every read finds its bytes already there, and a message cut short by
  * its writer ends the drain instead of eating the next message.
  *
- * p->rx_draining says a discard is under way.  If a read fails or times
- * out, the rest stays in the pipe, and the next receive drains it before
- * anything else - the rest of a message is never handed out as one.
- * Returns MSGPIPE_OK once the message is gone, or the failure.
+ * p->rx_draining says a discard is under way, and p->rx_drain_left how
+ * much of the message is still in the pipe.  If a read fails or times
+ * out, the rest stays there, and the next receive drains it before
+ * anything else - the rest of a message is never handed out as one.  And
+ * if PeekNamedPipe reports another count than rx_drain_left, the message
+ * is gone - a foreign writer withdrew the rest (cancelled its write) - and
+ * what is at the front is the next message: the drain stops there.
+ * size is the whole message's (from msgpipe__w_rx_next), or 0 to go on
+ * with a drain under way.  Returns MSGPIPE_OK once the message is gone, or
+ * the failure.
  */
-static int msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
+static int msgpipe__w_rx_drain(msgpipe *p, uint64_t size, int64_t deadline)
 {
     unsigned char small[512];
     unsigned char *buf;
     DWORD cap, avail, left, n, err;
     int r, rc = MSGPIPE_OK;
 
+    if (!p->rx_draining) {
+        p->rx_draining = 1;
+        p->rx_drain_left = size - p->stash_len;
+    }
     msgpipe__w_stash_drop(p);
-    p->rx_draining = 1;
     buf = (unsigned char *)msgpipe__malloc(MSGPIPE__W_DRAIN_CHUNK);
     cap = MSGPIPE__W_DRAIN_CHUNK;
     if (buf == NULL) {
@@ -946,12 +956,15 @@ static int msgpipe__w_rx_drain(msgpipe *p, int64_t deadline)
     for (;;) {
         avail = left = 0;
         if (!msgpipe__w32.PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left) ||
-            left == 0) {
-            p->rx_draining = 0; /* the pipe ended, or so did the message */
+            left == 0 || (uint64_t)left != p->rx_drain_left) {
+            /* The pipe ended, or so did the message (or it was withdrawn
+             * and this is the next one). */
+            p->rx_draining = 0;
             break;
         }
         r = msgpipe__w_io(p->h, p->rd_ev, buf, left < cap ? left : cap,
                           deadline, &n, &err);
+        p->rx_drain_left -= n;
         if (r == MSGPIPE__W_IO_MORE)
             continue;
         if (r == MSGPIPE__W_IO_OK)
@@ -983,7 +996,7 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
             return MSGPIPE_OK;
         }
         if (size > p->max_message) {
-            msgpipe__w_rx_drain(p, deadline);
+            msgpipe__w_rx_drain(p, size, deadline);
             *len = (size_t)size;
             return MSGPIPE_EMSGSIZE;
         }
@@ -1026,7 +1039,7 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
         if (rc != MSGPIPE_OK)
             return rc;
         if (!empty && size > p->max_message) {
-            msgpipe__w_rx_drain(p, deadline);
+            msgpipe__w_rx_drain(p, size, deadline);
             *len = (size_t)size;
             return MSGPIPE_EMSGSIZE;
         }
