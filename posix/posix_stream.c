@@ -333,14 +333,23 @@ static int msgpipe__send_locked(msgpipe *p, const msgpipe_msg *msgs, size_t n,
             *sent += k;
             continue;
         }
-        if (rc != MSGPIPE_ETIMEDOUT || done == 0)
-            goto fail;
-        /* Time ran out with part of the batch in the stream: the whole
-         * messages are sent; one cut in the middle is committed (a stream
-         * cannot take back half a message) and its rest kept. */
+        /* Whatever stopped the write, the messages that went out whole
+         * are sent: the peer may have received them. */
         for (j = 0; j < k && acc + hl[j] + m[j].len <= done; j++)
             acc += hl[j] + m[j].len;
         *sent += j;
+        if (rc != MSGPIPE_ETIMEDOUT) {
+            /* A failure (not the peer's end) in the middle of a message
+             * leaves half of it in the stream: nothing may follow it. */
+            if (acc < done && rc != MSGPIPE_ECLOSED)
+                p->tx_err = MSGPIPE_EIO;
+            goto fail;
+        }
+        if (done == 0)
+            return MSGPIPE_ETIMEDOUT;
+        /* Time ran out with part of the batch in the stream: one message
+         * cut in the middle is committed (a stream cannot take back half a
+         * message) and its rest kept. */
         if (acc < done) {
             rc = msgpipe__commit_tail(p, hdr[j], hl[j], &m[j], done - acc);
             if (rc != MSGPIPE_OK)

@@ -332,6 +332,55 @@ static void test_poll_for_input_finishes_a_half_sent_request(void **state)
     sup_pair_close(&pr);
 }
 
+/* ---- A batch cut short by a closing peer -------------------------------- */
+
+static void *recv_one_then_close(void *arg)
+{
+    answerer *a = (answerer *)arg;
+    char buf[256];
+    size_t len = 0;
+
+    a->rc = msgpipe_recv(a->p, buf, sizeof(buf), &len, SUP_T);
+    if (a->rc == MSGPIPE_OK && len != 100)
+        a->rc = MSGPIPE_EIO;
+    msgpipe_close(a->p);
+    return NULL;
+}
+
+/* The first message of a batch went out whole (the peer even received
+ * it) before the peer closed in the middle of the second: *sent counts
+ * it, as the header promises for every committed message. */
+static void test_batch_cut_by_a_closing_peer_counts_what_went_out(void **state)
+{
+    sup_pair pr;
+    answerer an;
+    sup_thread *t;
+    msgpipe_msg m[2];
+    unsigned char small[100];
+    unsigned char *big = (unsigned char *)malloc(BIG);
+    size_t sent = 99;
+    (void)state;
+
+    assert_non_null(big);
+    memset(small, 's', sizeof(small));
+    memset(big, 'b', BIG);
+    sup_pair_open(&pr, "races", NULL, NULL);
+    an.p = pr.s;
+    an.rc = -1;
+    pr.s = NULL; /* the thread closes it */
+    t = sup_thread_start(recv_one_then_close, &an);
+    m[0].data = small;
+    m[0].len = sizeof(small);
+    m[1].data = big;
+    m[1].len = BIG;
+    assert_rc(msgpipe_send_batch(pr.c, m, 2, &sent, SUP_T), MSGPIPE_ECLOSED);
+    sup_thread_join(t);
+    assert_rc(an.rc, MSGPIPE_OK);
+    assert_int_equal(sent, 1);
+    free(big);
+    sup_pair_close(&pr);
+}
+
 /* ---- Server readiness -------------------------------------------------- */
 
 static void test_poll_server_item_without_events_is_not_ready(void **state)
@@ -666,6 +715,7 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_two_threads_listening_at_once_one_wins),
         SUP_TEST(1, test_two_processes_listening_at_once_one_wins),
         SUP_TEST(SUP_POSIX, test_poll_for_input_finishes_a_half_sent_request),
+        SUP_TEST(1, test_batch_cut_by_a_closing_peer_counts_what_went_out),
         SUP_TEST(1, test_poll_server_item_without_events_is_not_ready),
 #ifndef _WIN32
         SUP_TEST(1, test_poll_server_not_ready_for_a_client_not_admitted),
