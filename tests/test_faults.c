@@ -593,7 +593,8 @@ static void test_accept_out_of_descriptors_is_emfile_then_works(void **st)
 static msgpipe__w32_calls real_w32;
 
 /* What the hooks do, per thread. */
-static TLS int w_short_reads; /* data reads take half of what they ask */
+static TLS int w_short_reads; /* 1: data reads get half of what they ask,
+                                 2: at most 64 KiB */
 static TLS int w_cancel_part; /* the next data read: one byte, then
                                  "cancelled" */
 static TLS int w_fail_writes; /* fail every write with w_fail_error */
@@ -621,6 +622,10 @@ static BOOL WINAPI t_ReadFile(HANDLE h, LPVOID buf, DWORD n, LPDWORD got,
 {
     if (n > 1 && ov != NULL) {
         w_reads++;
+        if (w_short_reads == 1)
+            n = n / 2;
+        else if (w_short_reads == 2 && n > 65536)
+            n = 65536;
         if (w_cancel_at > 0 && --w_cancel_at == 0) {
             BOOL ok = real_w32.ReadFile(h, buf, n, got, ov);
             DWORD e = GetLastError(), k;
@@ -656,8 +661,6 @@ static BOOL WINAPI t_ReadFile(HANDLE h, LPVOID buf, DWORD n, LPDWORD got,
             SetLastError(ERROR_IO_PENDING);
             return FALSE;
         }
-        if (w_short_reads)
-            n = n / 2;
     }
     return real_w32.ReadFile(h, buf, n, got, ov);
 }
@@ -980,6 +983,88 @@ static void test_w32_foreign_writer_withdrawing_during_discard(void **state)
     free(big);
 }
 
+/* Reads come back short (64 KiB at most), and a plain Win32 writer
+ * cancels its 8 MiB write right after the first read, with "NEXT" queued
+ * behind.  If the cancel withdrew the rest, the receive returns "NEXT"
+ * alone - the head of the withdrawn message is dropped, never merged with
+ * the next one; if the write had completed, the message arrives whole,
+ * then "NEXT". */
+static void test_w32_withdrawn_message_after_short_read_is_not_merged(void **st)
+{
+    msgpipe_server *srv = NULL;
+    msgpipe *a = NULL;
+    OVERLAPPED big_ov, next_ov;
+    unsigned char *big = (unsigned char *)malloc(W_FOREIGN_BIG);
+    DWORD mode = PIPE_READMODE_MESSAGE, k;
+    char name[96], sys[300];
+    void *got = NULL;
+    size_t len = 0;
+    HANDLE h;
+    int use_alloc, withdrawn;
+    (void)st;
+
+    assert_non_null(big);
+    memset(big, 0x44, W_FOREIGN_BIG);
+    for (use_alloc = 0; use_alloc < 2; use_alloc++) {
+        sup_name(name, sizeof(name), "flt");
+        sup_sys_name(name, sys, sizeof(sys));
+        assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+        h = CreateFileA(sys, GENERIC_READ | GENERIC_WRITE, 0, NULL,
+                        OPEN_EXISTING, FILE_FLAG_OVERLAPPED, NULL);
+        assert_true(h != INVALID_HANDLE_VALUE);
+        assert_true(SetNamedPipeHandleState(h, &mode, NULL, NULL));
+        assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+        memset(&big_ov, 0, sizeof(big_ov));
+        memset(&next_ov, 0, sizeof(next_ov));
+        big_ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+        next_ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+        if (!WriteFile(h, big, W_FOREIGN_BIG, NULL, &big_ov))
+            assert_int_equal(GetLastError(), ERROR_IO_PENDING);
+        if (!WriteFile(h, "NEXT", 4, NULL, &next_ov))
+            assert_int_equal(GetLastError(), ERROR_IO_PENDING);
+        w_cancel_h = h;
+        w_cancel_ov = &big_ov;
+        w_cancel_at = 1;
+        w_short_reads = 2;
+        if (use_alloc) {
+            assert_rc(msgpipe_recv_alloc(a, &got, &len, SUP_T), MSGPIPE_OK);
+        } else {
+            got = malloc(W_FOREIGN_BIG + 4);
+            assert_non_null(got);
+            assert_rc(msgpipe_recv(a, got, W_FOREIGN_BIG + 4, &len, SUP_T),
+                      MSGPIPE_OK);
+        }
+        w_short_reads = 0;
+        assert_int_equal(w_cancel_at, 0); /* the writer cancelled */
+        withdrawn = !GetOverlappedResult(h, &big_ov, &k, TRUE);
+        print_message("the cancel %s the rest\n",
+                      withdrawn ? "withdrew" : "came too late for");
+        if (!withdrawn) {
+            assert_int_equal(len, W_FOREIGN_BIG);
+            if (use_alloc)
+                msgpipe_free(got);
+            if (use_alloc)
+                assert_rc(msgpipe_recv_alloc(a, &got, &len, SUP_T), MSGPIPE_OK);
+            else
+                assert_rc(msgpipe_recv(a, got, W_FOREIGN_BIG + 4, &len, SUP_T),
+                          MSGPIPE_OK);
+        }
+        assert_int_equal(len, 4);
+        assert_memory_equal(got, "NEXT", 4);
+        if (use_alloc)
+            msgpipe_free(got);
+        else
+            free(got);
+        assert_true(GetOverlappedResult(h, &next_ov, &k, TRUE));
+        CloseHandle(h);
+        CloseHandle(big_ov.hEvent);
+        CloseHandle(next_ov.hEvent);
+        msgpipe_close(a);
+        msgpipe_server_close(srv);
+    }
+    free(big);
+}
+
 /* A write the system refuses sends nothing; a retry sends once. */
 static void test_w32_failing_write_sends_nothing_and_retry_sends_once(void **st)
 {
@@ -1075,6 +1160,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(
             test_w32_foreign_writer_withdrawing_during_discard, setup_w32,
             teardown_w32),
+        cmocka_unit_test_setup_teardown(
+            test_w32_withdrawn_message_after_short_read_is_not_merged,
+            setup_w32, teardown_w32),
         cmocka_unit_test_setup_teardown(
             test_w32_failing_write_sends_nothing_and_retry_sends_once,
             setup_w32, teardown_w32),

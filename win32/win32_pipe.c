@@ -192,6 +192,7 @@ struct msgpipe {
      */
     unsigned char *stash;
     size_t stash_len;
+    uint64_t stash_rest; /* the bytes that must follow it, 0 if unknown */
     /* An oversized message is being discarded and part of it is gone: the
      * rest must be drained before anything else is received (see
      * msgpipe__w_rx_drain). */
@@ -830,10 +831,13 @@ static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
              * of it is left, its writer withdrew it (a foreign writer that
              * cancelled its write after part of it was read): the head is
              * not a message either; drop it and look at what follows. */
-            if (left > 0) {
+            if (left > 0 && (p->stash_rest == 0 || left == p->stash_rest)) {
                 *size = (uint64_t)p->stash_len + left;
                 return MSGPIPE_OK;
             }
+            /* Or the front is not the rest that must follow (its count
+             * differs): the rest was withdrawn and this is the next
+             * message, never to be merged with the head. */
             msgpipe__w_stash_drop(p);
         }
         if (left > 0) {
@@ -888,6 +892,7 @@ static void msgpipe__w_stash_drop(msgpipe *p)
     msgpipe__free(p->stash);
     p->stash = NULL;
     p->stash_len = 0;
+    p->stash_rest = 0;
 }
 
 /*
@@ -913,6 +918,15 @@ static int msgpipe__w_rx_take(msgpipe *p, unsigned char *dst, uint64_t size,
     /* size - have came from one DWORD of PeekNamedPipe. */
     r = msgpipe__w_io(p->h, p->rd_ev, dst + have, (DWORD)(size - have),
                       deadline, &n, err);
+    if (r == MSGPIPE__W_IO_OK && have > 0 && n < size - have) {
+        /* A message-mode read ends early only at the end of another
+         * message: the stashed one's rest was withdrawn after the peek,
+         * and this read took the next message whole.  It alone is the
+         * message. */
+        memmove(dst, dst + have, n);
+        *got = n;
+        return r;
+    }
     *got = have + n;
     return r;
 }
@@ -1016,6 +1030,10 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
         rc = msgpipe__w_stash_keep(p, (unsigned char *)buf, got, 0);
         if (rc != MSGPIPE_OK)
             return rc;
+        /* A read that came back short: the rest of this size must follow.
+         * (A full read that did not end the message means the message at
+         * the front changed since the peek: its size is not known.) */
+        p->stash_rest = got < size ? size - got : 0;
     }
 }
 
@@ -1076,6 +1094,7 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
         }
         /* The message grew under us: m becomes the stash. */
         msgpipe__w_stash_keep(p, m, got, 1);
+        p->stash_rest = got < size ? size - got : 0;
     }
 }
 
