@@ -21,12 +21,8 @@ cd "$(dirname "$0")/.."
 lib_init bench
 
 missing=()
-command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-# gcc without its recommends cannot link: the C library's startup files and
-# headers are in libc6-dev.
-[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
-command -v make >/dev/null 2>&1 || missing+=(make)
+# shellcheck disable=SC2207
+missing+=($(build_missing_packages))
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkgconf)
 optional=()
 [ -f /usr/include/nng/nng.h ] || optional+=(libnng-dev)

@@ -61,10 +61,8 @@ quiet() {
 # What it needs, installed as root when missing (the Windows part's own
 # needs are installed by scripts/win-deps.sh).
 missing=()
-command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
-command -v make >/dev/null 2>&1 || missing+=(make)
+# shellcheck disable=SC2207
+missing+=($(build_missing_packages))
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkgconf)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 if [ "$what" != linux ]; then

@@ -15,12 +15,8 @@ lib_init demo.sh
 name="${1:-ABC}"
 
 missing=()
-command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-# gcc without its recommends cannot link: the C library's startup files and
-# headers are in libc6-dev.
-[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
-command -v make >/dev/null 2>&1 || missing+=(make)
+# shellcheck disable=SC2207
+missing+=($(build_missing_packages))
 quiet_step "packages"
 need_packages "${missing[@]}"
 

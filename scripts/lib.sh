@@ -11,6 +11,8 @@
 #                                 # step, CMD, status and LOG's tail
 #   run_shown LOG CMD...          # the same, with the output also shown
 #   need_packages PKG...          # as root: apt-get install what is missing
+#   build_missing_packages        # what a native build lacks (cmake, gcc, ...)
+#   win_missing_packages          # what the Windows cross build lacks
 #
 # Any other command that fails while `set -e` holds is reported the same
 # way by the ERR trap: which step, which command, where, its exit status.
@@ -191,6 +193,18 @@ find_mirror() {
     return 1
 }
 
+# The packages a native build needs that are not there (cmake, gcc, make,
+# and libc6-dev: gcc without its recommends cannot link, since the C
+# library's startup files and headers are in libc6-dev), space-separated.
+build_missing_packages() {
+    local m=""
+    command -v cmake >/dev/null 2>&1 || m="$m cmake"
+    command -v gcc >/dev/null 2>&1 || m="$m gcc"
+    [ -f /usr/include/stdio.h ] || m="$m libc6-dev"
+    command -v make >/dev/null 2>&1 || m="$m make"
+    echo "${m# }"
+}
+
 # The packages the Windows cross build and its tests under Wine need that
 # are not there (printed space-separated; empty when nothing is missing).
 win_missing_packages() {
@@ -202,6 +216,5 @@ win_missing_packages() {
     [ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null 2>&1 || m="$m wine64"
     { command -v wine && command -v wineserver; } >/dev/null 2>&1 || m="$m wine"
     command -v dpkg-source >/dev/null 2>&1 || m="$m dpkg-dev" # apt-get source
-    command -v cmake >/dev/null 2>&1 || m="$m cmake"
     echo "${m# }"
 }

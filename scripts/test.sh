@@ -36,12 +36,8 @@ lib_init test.sh
 # ---- 1. What the build needs, Linux and Windows, installed in one pass -------
 step "packages"
 missing=()
-command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-# gcc without its recommends cannot link: the C library's startup files and
-# headers are in libc6-dev.
-[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
-command -v make >/dev/null 2>&1 || missing+=(make)
+# shellcheck disable=SC2207
+missing+=($(build_missing_packages))
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 [ -f /usr/include/cmocka.h ] || missing+=(libcmocka-dev)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)

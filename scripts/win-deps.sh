@@ -122,7 +122,8 @@ die() {
 # --- 1. packages ------------------------------------------------------------
 quiet_step "win-deps: packages"
 # shellcheck disable=SC2046
-need_packages $(win_missing_packages)
+need_packages $(win_missing_packages) \
+    $(command -v cmake >/dev/null 2>&1 || echo cmake)
 wine=$(command -v wine)
 
 # --- 2. cmocka for mingw ----------------------------------------------------
