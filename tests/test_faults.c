@@ -30,7 +30,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #else
-#include "win32_int.h"
+#include "win32_internal.h"
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)

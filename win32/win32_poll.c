@@ -3,7 +3,7 @@
  * and servers at once.
  *
  * Every pipe and server has a manual-reset event that is signalled while it
- * is ready for MSGPIPE_POLLIN (see "Readiness" in win32_pipe.c and
+ * is ready for MSGPIPE_POLLIN (see "Readiness" in win32_stream.c and
  * msgpipe__w_srv_scan).  A poll therefore:
  *
  * 1. asks every item whether it is ready now, without blocking (this also
@@ -33,7 +33,7 @@
  * UnregisterWaitEx per event per wait) and to a persistent pool (which
  * would need a lifetime the library does not have).
  */
-#include "win32_int.h"
+#include "win32_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

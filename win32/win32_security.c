@@ -18,14 +18,14 @@
  *                    other machines out in every case.
  *
  * The entries for the group and for Everyone grant MSGPIPE__W_RW_ACCESS
- * (read and write, but not FILE_CREATE_PIPE_INSTANCE: see win32_int.h), so
+ * (read and write, but not FILE_CREATE_PIPE_INSTANCE: see win32_internal.h), so
  * that no one but the server's user can add instances to the pipe.
  *
  * The descriptor is built as SDDL text and converted by
  * ConvertStringSecurityDescriptorToSecurityDescriptorW, which is simpler to
  * read and check than the equivalent sequence of ACL calls.
  */
-#include "win32_int.h"
+#include "win32_internal.h"
 
 #include <sddl.h>
 #include <stdlib.h>

@@ -1,0 +1,181 @@
+/*
+ * win32_internal.h - what the Win32 backend's files share.
+ *
+ * Not a public header and not part of the backend contract (api/backend.h):
+ * only the .c files of win32/ include it.  The files, and their POSIX twins:
+ *
+ *   win32_stream.c    the message engine over a connected pipe handle:
+ *                     send, receive, discard, graceful close, readiness,
+ *                     the completion port that keeps writes alive, the
+ *                     system-call table and the error mapping
+ *                     (posix/posix_stream.c).
+ *   win32_server.c    the server: its pool of listening instances, listen,
+ *                     accept, shutdown (posix/posix_server.c, with the
+ *                     listen and accept of posix/posix_socket.c).
+ *   win32_pipe.c      the transport's own part: the backend description,
+ *                     connecting, peer identity (posix/posix_socket.c, or
+ *                     posix_fifo.c).  Named after the named pipe as those
+ *                     are after the socket and the FIFO.
+ *   win32_poll.c      msgpipe_poll over many pipes and servers
+ *                     (posix/posix_poll.c).
+ *   win32_security.c  the security descriptor of a server's pipe (no twin:
+ *                     POSIX uses the socket file's mode).
+ *
+ * Dependencies go one way: win32_stream.c uses nothing of the others;
+ * win32_security.c uses its error mapping; win32_server.c and win32_pipe.c
+ * make pipes with msgpipe__w_pipe_new; win32_poll.c asks the readiness
+ * calls of win32_stream.c and win32_server.c.
+ */
+#ifndef MSGPIPE_WIN32_INTERNAL_H
+#define MSGPIPE_WIN32_INTERNAL_H
+
+#include "backend.h"
+
+#include <windows.h>
+
+/*
+ * The access mask granted to users other than the server's own user (the
+ * GROUP and WORLD options), and the one msgpipe's client asks for.
+ *
+ * It is FILE_GENERIC_READ | FILE_GENERIC_WRITE without FILE_APPEND_DATA,
+ * which for a named pipe is FILE_CREATE_PIPE_INSTANCE (both are 0x0004).
+ * GENERIC_WRITE would include that right, and whoever holds it may create
+ * further instances of our pipe and so receive some of our clients.  This
+ * is the mask Windows itself grants Everyone on its own pipes (eventlog).
+ * A client therefore has to ask for exactly this instead of GENERIC_WRITE
+ * to get in through such an entry; msgpipe_connect() does.  Clients of the
+ * server's own user are granted everything (GENERIC_ALL), so a foreign
+ * client (pywin32, Python's multiprocessing) that asks for GENERIC_WRITE
+ * works for the same user.
+ */
+#define MSGPIPE__W_RW_ACCESS 0x0012019Bu
+
+/* ---- Pipes (win32_stream.c) -------------------------------------------- */
+
+/* States of a pipe's zero-byte "arm" read (see "Readiness" below). */
+enum {
+    MSGPIPE__W_RX_IDLE,  /* no read outstanding; nothing known */
+    MSGPIPE__W_RX_ARMED, /* the zero-byte read is outstanding */
+    MSGPIPE__W_RX_DONE   /* it completed: a message or the end is waiting */
+};
+
+struct msgpipe {
+    HANDLE h;
+    HANDLE rd_ev;   /* manual-reset event for data reads */
+    int server_end; /* 1: made by accept, 0: made by connect */
+    int linger_ms;
+    uint64_t max_message;
+    /*
+     * Sending (see msgpipe__b_send).  h is bound to port, to which only
+     * writes report (tx_ov has no event), so that a write survives the
+     * exit of the thread that issued it.  tx_busy: a write was issued whose
+     * completion has not been taken from the port yet; it writes from the
+     * caller's buffer only while its send is still running (and then from
+     * tx_buf, which the pipe owns).  tx_busy is read by a polling thread.
+     */
+    HANDLE port;
+    OVERLAPPED tx_ov;
+    LONG volatile tx_busy;
+    DWORD tx_len;
+    unsigned char *tx_buf;
+    size_t tx_cap;
+    /*
+     * Receive readiness (see "Readiness" below).  arm_ov is the OVERLAPPED
+     * of the one zero-byte ReadFile that waits for the next message; its
+     * event, ready_ev, is what msgpipe_native_handle() hands out.  Both
+     * live here, not on a stack, because the read may stay outstanding
+     * between calls.  rx_empty: that read consumed an empty message, which
+     * the next receive returns.  Touched only by the receiving side.
+     */
+    HANDLE ready_ev;
+    OVERLAPPED arm_ov;
+    int rx_state; /* MSGPIPE__W_RX_* */
+    int rx_empty;
+    unsigned char arm_buf; /* the zero-byte read's (unused) buffer */
+    /*
+     * The head of a message that had to be partly consumed (rare: see
+     * msgpipe__w_rx_next).  stash_len bytes are held here; the rest of the
+     * message is still in the pipe.
+     */
+    unsigned char *stash;
+    size_t stash_len;
+    uint64_t stash_rest; /* the bytes that must follow it, 0 if unknown */
+    /* An oversized message is being discarded and part of it is gone: the
+     * rest must be drained before anything else is received (see
+     * msgpipe__w_rx_drain). */
+    int rx_draining;
+    uint64_t rx_drain_left; /* bytes of that message still in the pipe */
+};
+
+/* msgpipe__w_pipe_new - wrap the connected pipe handle h (overlapped, in
+ * message read mode) in a new pipe; server_end is 1 for a pipe made by
+ * accept.  On failure h is left open for the caller. */
+int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
+                        msgpipe **out);
+
+/* ---- Errors, time and names (win32_stream.c) ---------------------------- */
+
+/* msgpipe__w_error - record the Windows error e as the last OS error and
+ * return the msgpipe code it maps to. */
+int msgpipe__w_error(DWORD e);
+
+/* Milliseconds left before the deadline, as a Win32 wait timeout. */
+DWORD msgpipe__w_left(int64_t deadline);
+
+/* The name as UTF-16 for the W calls; invalid UTF-8 is EBADNAME. */
+int msgpipe__w_wide(const msgpipe__name *name, WCHAR **out);
+
+/* Has the I/O of ov finished?  (HasOverlappedIoCompleted through a
+ * volatile read: the system writes Internal from elsewhere.) */
+int msgpipe__w_ov_done(const OVERLAPPED *ov);
+
+/* ---- Security (win32_security.c) ---------------------------------------- */
+
+/* msgpipe__w_sd_create - build the security descriptor of a new server for
+ * the access option (msgpipe_access); release it with LocalFree().  Returns
+ * MSGPIPE_OK, ENOMEM or EIO (the OS error recorded). */
+int msgpipe__w_sd_create(int access, PSECURITY_DESCRIPTOR *out);
+
+/* ---- Readiness (win32_stream.c, win32_server.c), for win32_poll.c -------
+ * None of these blocks.  Each returns 1 if the object is ready. */
+
+/* MSGPIPE_POLLIN on a pipe.  If not ready, the pipe is armed and *wait is
+ * the event that is signalled when it becomes ready. */
+int msgpipe__w_pipe_in_ready(msgpipe *p, HANDLE *wait);
+
+/* MSGPIPE_POLLIN on a server: a client waits, or it was shut down.  If not
+ * ready, wait[0..1] are the events to wait on. */
+int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2]);
+
+/* MSGPIPE_POLLOUT on a pipe: an estimate (see win32_stream.c), with no event
+ * to wait on; now is msgpipe__now_ms().  If not ready, check again every
+ * MSGPIPE__W_OUT_TICK_MS. */
+int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now);
+
+/* How often a poll re-checks a pipe waiting for MSGPIPE_POLLOUT (see
+ * msgpipe__w_pipe_out_ready). */
+#define MSGPIPE__W_OUT_TICK_MS 10
+
+/* ---- System calls --------------------------------------------------------
+ * The backend makes the calls that move data and wait through this table,
+ * as the POSIX backend does through msgpipe__sys, so that tests can make
+ * them fail, come back short, be cancelled or report what a racing client
+ * would (tests/test_faults.c).  Programs never touch it; by default it
+ * holds the system's functions. */
+typedef struct msgpipe__w32_calls {
+    BOOL(WINAPI *ReadFile)(HANDLE, LPVOID, DWORD, LPDWORD, LPOVERLAPPED);
+    BOOL(WINAPI *WriteFile)(HANDLE, LPCVOID, DWORD, LPDWORD, LPOVERLAPPED);
+    BOOL(WINAPI *ConnectNamedPipe)(HANDLE, LPOVERLAPPED);
+    BOOL(WINAPI *GetOverlappedResult)(HANDLE, LPOVERLAPPED, LPDWORD, BOOL);
+    BOOL(WINAPI *GetQueuedCompletionStatus)
+    (HANDLE, LPDWORD, PULONG_PTR, LPOVERLAPPED *, DWORD);
+    DWORD(WINAPI *WaitForSingleObject)(HANDLE, DWORD);
+    DWORD(WINAPI *WaitForMultipleObjects)(DWORD, const HANDLE *, BOOL, DWORD);
+    BOOL(WINAPI *CancelIoEx)(HANDLE, LPOVERLAPPED);
+    BOOL(WINAPI *PeekNamedPipe)
+    (HANDLE, LPVOID, DWORD, LPDWORD, LPDWORD, LPDWORD);
+} msgpipe__w32_calls;
+
+extern msgpipe__w32_calls msgpipe__w32;
+
+#endif /* MSGPIPE_WIN32_INTERNAL_H */

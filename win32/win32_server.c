@@ -1,0 +1,477 @@
+/*
+ * win32_server.c - the Win32 backend's server: a pool of listening
+ * instances of one named pipe, listen, accept and shutdown.  The twin of
+ * posix/posix_server.c (with the listen and accept of posix_socket.c);
+ * see win32_internal.h for the other files.
+ *
+ * Every instance has an overlapped ConnectNamedPipe outstanding, all on
+ * one shared event (the server's native handle); accept hands out a
+ * connected instance as a pipe (msgpipe__w_pipe_new) and puts a fresh
+ * listening one in its slot.  A connect cancelled by the exit of the
+ * thread that issued it is issued again (see msgpipe__w_srv_scan).
+ */
+#include "win32_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Size hint for each direction's buffer of a pipe instance.  A message
+ * that fits in the free part of the buffer completes its WriteFile at once;
+ * a larger one stays pending (in the writer's memory) until the reader has
+ * taken it.  64 KiB is what the seed uses and Windows' own examples use. */
+#define MSGPIPE__W_BUFSIZE 65536
+
+/* At most this many pending instances; a larger `pending` option is
+ * silently capped.  (Accept once waited on one event per instance, which
+ * had to fit in one WaitForMultipleObjects; the instances now share one
+ * event, but every accept and poll still scans them all, and 63 clients
+ * waiting at once is plenty.) */
+#define MSGPIPE__W_PENDING_MAX (MAXIMUM_WAIT_OBJECTS - 1)
+
+/* How often listen tries to create the first instance of a name while
+ * another instance exists (see msgpipe__b_listen). */
+#define MSGPIPE__W_LISTEN_TRIES 8
+
+struct msgpipe__w_inst {
+    HANDLE h;      /* INVALID_HANDLE_VALUE when the slot is empty */
+    OVERLAPPED ov; /* for ConnectNamedPipe; hEvent is the server's conn_ev */
+    int ready;     /* a client is connected and waits for accept */
+};
+
+struct msgpipe_server {
+    WCHAR *wname;
+    PSECURITY_DESCRIPTOR sd;
+    msgpipe__opts opts;
+    HANDLE stop_ev; /* manual-reset; set by msgpipe__b_server_shutdown */
+    /*
+     * One manual-reset event shared by the ConnectNamedPipe of every
+     * instance, so that a single handle says "a client is waiting" (the
+     * server's native handle; one slot in a poll).  A completion sets it;
+     * msgpipe__w_srv_scan resets it, then looks at every instance, and
+     * sets it again if one is ready - so it is signalled exactly while a
+     * client waits, and no completion is lost.  See msgpipe__w_srv_scan
+     * for why arming an instance forces another look.
+     */
+    HANDLE conn_ev;
+    DWORD err; /* a failure met by a scan, for the next accept to report */
+    int n;
+    int next; /* where the next accept starts looking (fairness) */
+    struct msgpipe__w_inst *inst;
+};
+
+/* ---- Instances ----------------------------------------------------------- */
+
+static HANDLE msgpipe__w_instance(msgpipe_server *srv, int first)
+{
+    SECURITY_ATTRIBUTES sa;
+    DWORD open_mode = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED;
+
+    /* FILE_FLAG_FIRST_PIPE_INSTANCE on the first instance makes listen fail
+     * if anyone already owns the name, so a squatter cannot sit in front of
+     * us; later instances join the pipe we created. */
+    if (first)
+        open_mode |= FILE_FLAG_FIRST_PIPE_INSTANCE;
+    memset(&sa, 0, sizeof(sa));
+    sa.nLength = sizeof(sa);
+    sa.lpSecurityDescriptor = srv->sd;
+    sa.bInheritHandle = FALSE;
+    /* PIPE_UNLIMITED_INSTANCES, not `pending`: every accepted pipe remains
+     * an instance, and the replacement must always be creatable. */
+    return CreateNamedPipeW(srv->wname, open_mode,
+                            PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE |
+                                PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+                            PIPE_UNLIMITED_INSTANCES, MSGPIPE__W_BUFSIZE,
+                            MSGPIPE__W_BUFSIZE, 0, &sa);
+}
+
+/*
+ * Start an overlapped ConnectNamedPipe on the slot's instance.
+ *
+ * ERROR_NO_DATA means a client connected before this call and has already
+ * closed its end (a client that connects, sends and leaves at once).  Its
+ * messages are still in the instance and readable: the instance is handed
+ * out like any connected one, and its receives return them, then
+ * MSGPIPE_ECLOSED (as Python's multiprocessing treats ERROR_NO_DATA).
+ * Disconnecting it instead would discard what the client sent.
+ */
+static int msgpipe__w_arm(struct msgpipe__w_inst *in)
+{
+    DWORD e;
+
+    in->ready = 0;
+    /* hEvent is shared: it is not reset here (ConnectNamedPipe resets it
+     * anyway; msgpipe__w_srv_scan copes with that). */
+    in->ov.Internal = 0;
+    in->ov.InternalHigh = 0;
+    in->ov.Offset = 0;
+    in->ov.OffsetHigh = 0;
+    if (msgpipe__w32.ConnectNamedPipe(in->h, &in->ov)) {
+        in->ready = 1;
+        SetEvent(in->ov.hEvent);
+        return MSGPIPE_OK;
+    }
+    e = GetLastError();
+    switch (e) {
+    case ERROR_IO_PENDING:
+        return MSGPIPE_OK;
+    case ERROR_PIPE_CONNECTED: /* connected between create and now */
+    case ERROR_NO_DATA:        /* ... and gone again: see above */
+        /* Success, but no completion will be signalled: signal it.  (The
+         * OVERLAPPED is not the system's: mark it done for the scan.) */
+        in->ov.Internal = 0;
+        in->ready = 1;
+        SetEvent(in->ov.hEvent);
+        return MSGPIPE_OK;
+    default:
+        return msgpipe__w_error(e);
+    }
+}
+
+/* Stop the slot's instance: cancel a pending connect, refuse a connected
+ * client that was never accepted, close it. */
+static void msgpipe__w_slot_close(struct msgpipe__w_inst *in)
+{
+    int spins = 0;
+
+    if (in->h == INVALID_HANDLE_VALUE)
+        return;
+    if (!in->ready) {
+        msgpipe__w32.CancelIoEx(in->h, &in->ov);
+        /* The system owns in->ov until the connect has ended.  Its event is
+         * shared with the other instances, so GetOverlappedResult(TRUE)
+         * could wake on another instance's completion and return early;
+         * watch Internal instead.  Cancelling takes microseconds. */
+        while (!msgpipe__w_ov_done(&in->ov)) {
+            if (++spins < 100)
+                SwitchToThread();
+            else
+                Sleep(1);
+        }
+    }
+    DisconnectNamedPipe(in->h);
+    CloseHandle(in->h);
+    in->h = INVALID_HANDLE_VALUE;
+    in->ready = 0;
+}
+
+/* Give an empty slot a fresh, listening instance. */
+static int msgpipe__w_slot_fill(msgpipe_server *srv, struct msgpipe__w_inst *in)
+{
+    int rc;
+
+    in->h = msgpipe__w_instance(srv, 0);
+    if (in->h == INVALID_HANDLE_VALUE)
+        return msgpipe__w_error(GetLastError());
+    rc = msgpipe__w_arm(in);
+    if (rc != MSGPIPE_OK) {
+        CloseHandle(in->h);
+        in->h = INVALID_HANDLE_VALUE;
+    }
+    return rc;
+}
+
+/*
+ * msgpipe__w_srv_scan - is a client waiting?  Returns the slot of a
+ * connected instance (looking from srv->next on, so that no slot starves),
+ * or -1.  Never blocks.  Recycles instances whose client came and went,
+ * records any other failure in srv->err (dropping that instance; accept
+ * recreates it), and leaves conn_ev signalled exactly when a client waits
+ * or srv->err is set.
+ *
+ * Lost wake-ups: conn_ev is reset first and every instance examined
+ * after, so a connect that completes during the scan sets it again.  But
+ * ConnectNamedPipe itself resets its event when it starts (Windows and
+ * Wine both do), which would wipe a completion of another instance that
+ * happened after the reset; so when the scan had to re-arm an instance and
+ * found nobody, it scans again.  Re-arming only follows a client that came
+ * and went, so this ends; after a few rounds conn_ev is simply left set
+ * (a spurious wake-up costs one more scan, a lost one a hang).
+ */
+static int msgpipe__w_srv_scan(msgpipe_server *srv)
+{
+    struct msgpipe__w_inst *in;
+    DWORD n, e;
+    int i, k, found, rearmed, rounds = 0;
+
+    do {
+        rearmed = 0;
+        found = -1;
+        ResetEvent(srv->conn_ev);
+        for (i = 0; i < srv->n; i++) {
+            k = (srv->next + i) % srv->n;
+            in = &srv->inst[k];
+            if (in->h == INVALID_HANDLE_VALUE)
+                continue;
+            if (!in->ready && msgpipe__w_ov_done(&in->ov)) {
+                if (msgpipe__w32.GetOverlappedResult(in->h, &in->ov, &n,
+                                                     FALSE)) {
+                    in->ready = 1;
+                } else {
+                    e = GetLastError();
+                    switch (e) {
+                    case ERROR_NO_DATA:
+                    case ERROR_BROKEN_PIPE:
+                        /* The client came and went: what it sent is
+                         * still there (see msgpipe__w_arm). */
+                        in->ready = 1;
+                        break;
+                    case ERROR_PIPE_NOT_CONNECTED:
+                        /* Disconnected, nothing in it: recycle. */
+                        DisconnectNamedPipe(in->h);
+                        /* fall through */
+                    case ERROR_OPERATION_ABORTED:
+                        /* Or the thread that started the connect (say,
+                         * the one that called msgpipe_listen) has exited,
+                         * which cancels its I/O.  The instance still
+                         * listens - a client may even have connected to
+                         * it meanwhile, and left: listen again, which
+                         * reports such a client (see msgpipe__w_arm). */
+                        if (msgpipe__w_arm(in) != MSGPIPE_OK)
+                            msgpipe__w_slot_close(in);
+                        rearmed = 1;
+                        break;
+                    default:
+                        msgpipe__w_slot_close(in);
+                        if (srv->err == 0)
+                            srv->err = e;
+                        break;
+                    }
+                }
+            }
+            if (in->h != INVALID_HANDLE_VALUE && in->ready && found < 0)
+                found = k;
+        }
+    } while (rearmed && found < 0 && srv->err == 0 && ++rounds < 4);
+    if (found >= 0 || srv->err != 0 || rearmed)
+        SetEvent(srv->conn_ev);
+    return found;
+}
+
+static void msgpipe__w_server_free(msgpipe_server *srv)
+{
+    int i;
+
+    if (srv->inst != NULL) {
+        for (i = 0; i < srv->n; i++)
+            msgpipe__w_slot_close(&srv->inst[i]);
+        msgpipe__free(srv->inst);
+    }
+    if (srv->conn_ev != NULL)
+        CloseHandle(srv->conn_ev);
+    if (srv->stop_ev != NULL)
+        CloseHandle(srv->stop_ev);
+    if (srv->sd != NULL)
+        LocalFree(srv->sd);
+    msgpipe__free(srv->wname);
+    msgpipe__free(srv);
+}
+
+int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
+                      msgpipe_server **out)
+{
+    msgpipe_server *srv;
+    unsigned seed = (unsigned)GetCurrentThreadId() * 2654435761u ^
+                    (unsigned)GetCurrentProcessId() ^ (unsigned)GetTickCount();
+    int i, rc, tries;
+
+    srv = (msgpipe_server *)msgpipe__calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return MSGPIPE_ENOMEM;
+    srv->opts = *o;
+    srv->n = o->pending < MSGPIPE__W_PENDING_MAX ? o->pending
+                                                 : MSGPIPE__W_PENDING_MAX;
+    rc = msgpipe__w_wide(name, &srv->wname);
+    if (rc != MSGPIPE_OK)
+        goto fail;
+    rc = msgpipe__w_sd_create(o->access, &srv->sd);
+    if (rc != MSGPIPE_OK)
+        goto fail;
+    srv->inst = (struct msgpipe__w_inst *)msgpipe__calloc((size_t)srv->n,
+                                                          sizeof(*srv->inst));
+    if (srv->inst == NULL) {
+        rc = MSGPIPE_ENOMEM;
+        goto fail;
+    }
+    for (i = 0; i < srv->n; i++)
+        srv->inst[i].h = INVALID_HANDLE_VALUE;
+    srv->stop_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (srv->stop_ev == NULL) {
+        rc = msgpipe__w_error(GetLastError());
+        goto fail;
+    }
+    srv->conn_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (srv->conn_ev == NULL) {
+        rc = msgpipe__w_error(GetLastError());
+        goto fail;
+    }
+    for (i = 0; i < srv->n; i++)
+        srv->inst[i].ov.hEvent = srv->conn_ev;
+
+    /*
+     * The first instance.  FILE_FLAG_FIRST_PIPE_INSTANCE makes this fail
+     * if the name exists.  A second line of defence, for systems that
+     * ignore that flag (Wine 8 does): if our "first" instance is not the
+     * only one, somebody else has the name.  Two servers starting at the
+     * same moment may both see two instances; then each closes its own and
+     * tries again after a pause that differs between them, so that one of
+     * them wins.  Neither can win while the other keeps an instance, so
+     * never both; a live server keeps its instances, so a listen on its
+     * name fails after MSGPIPE__W_LISTEN_TRIES.
+     */
+    for (tries = 0;; tries++) {
+        DWORD cur = 0, e;
+        srv->inst[0].h = msgpipe__w_instance(srv, 1);
+        if (srv->inst[0].h == INVALID_HANDLE_VALUE) {
+            e = GetLastError();
+            rc = msgpipe__w_error(e);
+            /* "Access denied" means the name exists (a live server, or a
+             * squatter); "busy" means it exists and has all the
+             * instances it allows. */
+            if (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY)
+                rc = MSGPIPE_EADDRINUSE;
+            goto fail;
+        }
+        if (!GetNamedPipeHandleStateW(srv->inst[0].h, NULL, &cur, NULL, NULL,
+                                      NULL, 0) ||
+            cur <= 1)
+            break;
+        CloseHandle(srv->inst[0].h);
+        srv->inst[0].h = INVALID_HANDLE_VALUE;
+        if (tries + 1 >= MSGPIPE__W_LISTEN_TRIES) {
+            msgpipe__set_os_error(ERROR_ACCESS_DENIED);
+            rc = MSGPIPE_EADDRINUSE;
+            goto fail;
+        }
+        seed = seed * 1103515245u + 12345u;
+        Sleep(1 + (seed >> 16) % 4);
+    }
+    rc = msgpipe__w_arm(&srv->inst[0]);
+    if (rc != MSGPIPE_OK)
+        goto fail;
+    for (i = 1; i < srv->n; i++) {
+        rc = msgpipe__w_slot_fill(srv, &srv->inst[i]);
+        if (rc != MSGPIPE_OK)
+            goto fail;
+    }
+    /* Arming later instances reset conn_ev: settle it. */
+    msgpipe__w_srv_scan(srv);
+    *out = srv;
+    return MSGPIPE_OK;
+fail:
+    msgpipe__w_server_free(srv);
+    return rc;
+}
+
+int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    struct msgpipe__w_inst *in;
+    HANDLE hs[2];
+    msgpipe *p;
+    DWORD w, e;
+    int i, k, live, rc, fill_rc;
+
+    for (;;) {
+        /* Shut down wins over a client that is already waiting: after
+         * msgpipe_server_shutdown() every accept fails. */
+        if (msgpipe__w32.WaitForSingleObject(srv->stop_ev, 0) == WAIT_OBJECT_0)
+            return MSGPIPE_ESHUTDOWN;
+
+        /* Refill slots left empty by an earlier failure. */
+        fill_rc = MSGPIPE_OK;
+        live = 0;
+        for (i = 0; i < srv->n; i++) {
+            if (srv->inst[i].h == INVALID_HANDLE_VALUE) {
+                rc = msgpipe__w_slot_fill(srv, &srv->inst[i]);
+                if (rc != MSGPIPE_OK)
+                    fill_rc = rc;
+            }
+            if (srv->inst[i].h != INVALID_HANDLE_VALUE)
+                live++;
+        }
+
+        k = msgpipe__w_srv_scan(srv);
+        if (srv->err != 0) {
+            /* An instance failed (it was dropped and is recreated on the
+             * next pass): report it once. */
+            e = srv->err;
+            srv->err = 0;
+            msgpipe__w_srv_scan(srv); /* conn_ev back to the truth */
+            return msgpipe__w_error(e);
+        }
+        if (k >= 0)
+            break;
+        if (live == 0)
+            return fill_rc; /* no instance at all, and none can be made */
+
+        hs[0] = srv->stop_ev;
+        hs[1] = srv->conn_ev;
+        w = msgpipe__w32.WaitForMultipleObjects(2, hs, FALSE,
+                                                msgpipe__w_left(deadline));
+        if (w == WAIT_TIMEOUT) {
+            msgpipe__set_os_error(WAIT_TIMEOUT);
+            return MSGPIPE_ETIMEDOUT;
+        }
+        if (w == WAIT_OBJECT_0)
+            return MSGPIPE_ESHUTDOWN;
+        if (w != WAIT_OBJECT_0 + 1)
+            return msgpipe__w_error(GetLastError());
+        /* conn_ev: scan again. */
+    }
+
+    /* A client is connected in slot k.  Make its pipe first, so that a
+     * failure leaves it waiting in its slot for the next accept. */
+    in = &srv->inst[k];
+    rc = msgpipe__w_pipe_new(in->h, 1, &srv->opts, &p);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    /* Then put a fresh listening instance in the slot before handing the
+     * connected one out, so that clients never find the name missing or
+     * busy between two accepts.  If that fails (say, no handles left), the
+     * pipe is handed out anyway and the slot is refilled by a later
+     * accept. */
+    in->h = INVALID_HANDLE_VALUE;
+    in->ready = 0;
+    msgpipe__w_slot_fill(srv, in);
+    srv->next = (k + 1) % srv->n;
+    /* conn_ev must now say whether another client still waits (and the
+     * new instance's ConnectNamedPipe reset it). */
+    msgpipe__w_srv_scan(srv);
+    *out = p;
+    return MSGPIPE_OK;
+}
+
+void msgpipe__b_server_shutdown(msgpipe_server *srv)
+{
+    /* SetEvent is atomic and setting a set event does nothing: safe from
+     * any thread, any number of times. */
+    SetEvent(srv->stop_ev);
+}
+
+void msgpipe__b_server_close(msgpipe_server *srv)
+{
+    msgpipe__w_server_free(srv);
+}
+
+int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2])
+{
+    wait[0] = srv->conn_ev;
+    wait[1] = srv->stop_ev;
+    if (msgpipe__w32.WaitForSingleObject(srv->stop_ev, 0) == WAIT_OBJECT_0)
+        return 1; /* accept(..., 0) returns ESHUTDOWN at once */
+    if (msgpipe__w_srv_scan(srv) >= 0 || srv->err != 0)
+        return 1;
+    return 0;
+}
+
+int msgpipe__b_server_native_handle(msgpipe_server *srv, msgpipe_native *out)
+{
+    msgpipe__w_srv_scan(srv); /* settle conn_ev */
+    *out = (msgpipe_native)srv->conn_ev;
+    return MSGPIPE_OK;
+}
+
+const msgpipe__opts *msgpipe__b_server_opts(msgpipe_server *srv)
+{
+    return &srv->opts;
+}

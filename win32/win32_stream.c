@@ -1,0 +1,1069 @@
+/*
+ * win32_stream.c - the Win32 backend's message engine: sending,
+ * receiving, discarding and closing over a connected named pipe in message
+ * mode, however it was made (win32_server.c accepts, win32_pipe.c
+ * connects).  The twin of posix/posix_stream.c; see win32_internal.h for
+ * the other files.
+ *
+ * Wire format: none of our own.  One WriteFile is one message and one
+ * message is read back whole, so any Win32 program that opens the pipe in
+ * message mode (the seed's pywin32 client, Python's multiprocessing on
+ * Windows) is a msgpipe peer.
+ *
+ * All handles are overlapped, so that every blocking call can have a
+ * timeout and so that one thread may send while another receives on the
+ * same pipe: each direction has its own event and OVERLAPPED.  A read
+ * within a call uses an OVERLAPPED on the stack of the call, which never
+ * returns before the kernel is done with it.  Two kinds of I/O outlive the
+ * call that issued them - a write committed by a send whose time ran out
+ * (see msgpipe__b_send) and the zero-byte read that makes a pipe waitable
+ * (see "Readiness") - and so do the servers' ConnectNamedPipe calls.
+ *
+ * I/O and the life of threads: Windows (and Wine) cancel the pending I/O
+ * of a thread when it exits, unless the handle is bound to an I/O
+ * completion port and the I/O reports to it (Vista and later; Wine cancels
+ * it unless it also has no event).  A committed write must never be
+ * cancelled - part of it may already have been read - so every pipe
+ * handle is bound to a completion port of its own, and writes are issued
+ * with no event and waited for on that port.  Reads tag their event with
+ * the low bit, so they post nothing to the port; they and the connects
+ * may be cancelled by a thread's exit, which loses nothing: a read
+ * cancelled that way is issued again (see msgpipe__w_rx_harvest), and so
+ * is a connect (see msgpipe__w_srv_scan), whose client meanwhile connects
+ * to the listening instance all the same and is handed out even if it
+ * has already left again (ERROR_NO_DATA).
+ */
+#include "win32_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- System calls (msgpipe__w32, see win32_internal.h) ------------------- */
+
+static BOOL WINAPI msgpipe__w_read_file(HANDLE h, LPVOID buf, DWORD n,
+                                        LPDWORD got, LPOVERLAPPED ov)
+{
+    return ReadFile(h, buf, n, got, ov);
+}
+
+static BOOL WINAPI msgpipe__w_write_file(HANDLE h, LPCVOID buf, DWORD n,
+                                         LPDWORD put, LPOVERLAPPED ov)
+{
+    return WriteFile(h, buf, n, put, ov);
+}
+
+static BOOL WINAPI msgpipe__w_connect(HANDLE h, LPOVERLAPPED ov)
+{
+    return ConnectNamedPipe(h, ov);
+}
+
+static BOOL WINAPI msgpipe__w_result(HANDLE h, LPOVERLAPPED ov, LPDWORD n,
+                                     BOOL wait)
+{
+    return GetOverlappedResult(h, ov, n, wait);
+}
+
+static BOOL WINAPI msgpipe__w_dequeue(HANDLE port, LPDWORD n, PULONG_PTR key,
+                                      LPOVERLAPPED *ov, DWORD ms)
+{
+    return GetQueuedCompletionStatus(port, n, key, ov, ms);
+}
+
+static DWORD WINAPI msgpipe__w_wait1(HANDLE h, DWORD ms)
+{
+    return WaitForSingleObject(h, ms);
+}
+
+static DWORD WINAPI msgpipe__w_waitn(DWORD n, const HANDLE *hs, BOOL all,
+                                     DWORD ms)
+{
+    return WaitForMultipleObjects(n, hs, all, ms);
+}
+
+static BOOL WINAPI msgpipe__w_cancel(HANDLE h, LPOVERLAPPED ov)
+{
+    return CancelIoEx(h, ov);
+}
+
+static BOOL WINAPI msgpipe__w_peek(HANDLE h, LPVOID buf, DWORD n, LPDWORD got,
+                                   LPDWORD avail, LPDWORD left)
+{
+    return PeekNamedPipe(h, buf, n, got, avail, left);
+}
+
+msgpipe__w32_calls msgpipe__w32 = {
+    msgpipe__w_read_file, msgpipe__w_write_file, msgpipe__w_connect,
+    msgpipe__w_result,    msgpipe__w_dequeue,    msgpipe__w_wait1,
+    msgpipe__w_waitn,     msgpipe__w_cancel,     msgpipe__w_peek};
+
+/* An event for the hEvent of an OVERLAPPED whose completion must not be
+ * posted to the handle's completion port (the low bit says so). */
+#define MSGPIPE__W_NOPORT(ev) ((HANDLE)((ULONG_PTR)(ev) | 1))
+
+/* Chunk size used to drain and discard a message over max_message. */
+#define MSGPIPE__W_DRAIN_CHUNK 65536
+
+/* A pipe keeps its copy buffer for writes (see msgpipe__b_send) from one
+ * send to the next, so that a stream of messages allocates nothing; one
+ * larger than this is replaced by a smaller one when a message needs less
+ * than a quarter of it. */
+#define MSGPIPE__W_TX_KEEP 65536
+
+/* ---- Errors and time ----------------------------------------------------- */
+
+int msgpipe__w_error(DWORD e)
+{
+    msgpipe__set_os_error((int)e);
+    switch (e) {
+    case ERROR_FILE_NOT_FOUND:
+    case ERROR_PATH_NOT_FOUND:
+        return MSGPIPE_ENOENT;
+    /* Every way Windows says "the other end is gone".  ERROR_NO_DATA is
+     * "the pipe is being closed"; ERROR_PIPE_NOT_CONNECTED is what a
+     * client sees after the server called DisconnectNamedPipe. */
+    case ERROR_BROKEN_PIPE:
+    case ERROR_PIPE_NOT_CONNECTED:
+    case ERROR_NO_DATA:
+    case ERROR_PIPE_LISTENING:
+    case ERROR_NETNAME_DELETED:
+        return MSGPIPE_ECLOSED;
+    case ERROR_ACCESS_DENIED:
+        return MSGPIPE_EACCES;
+    case ERROR_NOT_ENOUGH_MEMORY:
+    case ERROR_OUTOFMEMORY:
+    case ERROR_NO_SYSTEM_RESOURCES:
+        return MSGPIPE_ENOMEM;
+    case ERROR_TOO_MANY_OPEN_FILES:
+        return MSGPIPE_EMFILE;
+    case ERROR_PIPE_BUSY:
+        return MSGPIPE_EBUSY;
+    case ERROR_SEM_TIMEOUT:
+        return MSGPIPE_ETIMEDOUT;
+    case ERROR_INVALID_NAME:
+    case ERROR_BAD_PATHNAME:
+        return MSGPIPE_EBADNAME;
+    case ERROR_FILENAME_EXCED_RANGE:
+        return MSGPIPE_ENAMETOOLONG;
+    case ERROR_NOT_SUPPORTED:
+    case ERROR_CALL_NOT_IMPLEMENTED:
+        return MSGPIPE_ENOTSUP;
+    default:
+        return MSGPIPE_EIO;
+    }
+}
+
+int64_t msgpipe__now_ms(void)
+{
+    return (int64_t)GetTickCount64();
+}
+
+DWORD msgpipe__w_left(int64_t deadline)
+{
+    int left = msgpipe__remaining(deadline);
+
+    return left < 0 ? INFINITE : (DWORD)left;
+}
+
+int msgpipe__w_wide(const msgpipe__name *name, WCHAR **out)
+{
+    int n;
+    WCHAR *w;
+
+    *out = NULL;
+    n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name->sys, -1, NULL,
+                            0);
+    if (n <= 0) {
+        msgpipe__set_os_error((int)GetLastError());
+        return MSGPIPE_EBADNAME;
+    }
+    w = (WCHAR *)msgpipe__malloc((size_t)n * sizeof(WCHAR));
+    if (w == NULL)
+        return MSGPIPE_ENOMEM;
+    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name->sys, -1, w,
+                            n) != n) {
+        msgpipe__set_os_error((int)GetLastError());
+        msgpipe__free(w);
+        return MSGPIPE_EBADNAME;
+    }
+    *out = w;
+    return MSGPIPE_OK;
+}
+
+/* ---- Overlapped I/O with a deadline -------------------------------------- */
+
+enum {
+    MSGPIPE__W_IO_OK,      /* completed; the whole message was read */
+    MSGPIPE__W_IO_MORE,    /* ERROR_MORE_DATA, or a read cut short: the
+                              message goes on */
+    MSGPIPE__W_IO_TIMEOUT, /* cancelled at the deadline; nothing moved */
+    MSGPIPE__W_IO_ERR      /* failed; *err is the Windows error */
+};
+
+/*
+ * One ReadFile of len bytes at buf, waiting until the deadline.  *n
+ * receives the bytes moved.  (Writes are msgpipe__b_send's own.)
+ *
+ * On timeout the read is cancelled with CancelIoEx on its own OVERLAPPED
+ * only (another thread may be sending), and then waited for, because the
+ * kernel owns ov and buf until it completes.  If it completed anyway in
+ * the meantime - the race between the deadline and the data - its real
+ * result is returned: it happened, so it counts.  A read that was
+ * cancelled after it had taken part of a message is MSGPIPE__W_IO_MORE
+ * with those bytes: they were consumed, and the caller keeps them.
+ */
+static int msgpipe__w_io(HANDLE h, HANDLE ev, void *buf, DWORD len,
+                         int64_t deadline, DWORD *n, DWORD *err)
+{
+    OVERLAPPED ov;
+    BOOL ok;
+    DWORD e, w;
+    int timed_out = 0;
+
+    memset(&ov, 0, sizeof(ov));
+    ov.hEvent = MSGPIPE__W_NOPORT(ev);
+    *n = 0;
+    *err = 0;
+    ok = msgpipe__w32.ReadFile(h, buf, len, NULL, &ov);
+    if (ok) {
+        msgpipe__w32.GetOverlappedResult(h, &ov, n, FALSE);
+        return MSGPIPE__W_IO_OK;
+    }
+    e = GetLastError();
+    if (e == ERROR_MORE_DATA) {
+        /* Completed at once with a partial message: ov holds the count. */
+        msgpipe__w32.GetOverlappedResult(h, &ov, n, FALSE);
+        return MSGPIPE__W_IO_MORE;
+    }
+    if (e != ERROR_IO_PENDING) {
+        *err = e;
+        return MSGPIPE__W_IO_ERR;
+    }
+    w = msgpipe__w32.WaitForSingleObject(ev, msgpipe__w_left(deadline));
+    if (w != WAIT_OBJECT_0) {
+        if (w == WAIT_TIMEOUT)
+            timed_out = 1;
+        else
+            *err = GetLastError();
+        msgpipe__w32.CancelIoEx(h, &ov); /* ERROR_NOT_FOUND: it completed */
+    }
+    if (msgpipe__w32.GetOverlappedResult(h, &ov, n, TRUE))
+        return MSGPIPE__W_IO_OK;
+    e = GetLastError();
+    if (e == ERROR_MORE_DATA || (e == ERROR_OPERATION_ABORTED && *n > 0))
+        return MSGPIPE__W_IO_MORE;
+    *n = 0;
+    if (e == ERROR_OPERATION_ABORTED && timed_out)
+        return MSGPIPE__W_IO_TIMEOUT;
+    if (*err == 0)
+        *err = e;
+    return MSGPIPE__W_IO_ERR;
+}
+
+static int msgpipe__w_io_rc(int r, DWORD err)
+{
+    if (r == MSGPIPE__W_IO_TIMEOUT) {
+        msgpipe__set_os_error(WAIT_TIMEOUT);
+        return MSGPIPE_ETIMEDOUT;
+    }
+    return msgpipe__w_error(err);
+}
+
+/* ---- Pipes --------------------------------------------------------------- */
+
+int msgpipe__w_ov_done(const OVERLAPPED *ov)
+{
+    return *(const volatile ULONG_PTR *)&ov->Internal !=
+           (ULONG_PTR)STATUS_PENDING;
+}
+
+int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
+                        msgpipe **out)
+{
+    msgpipe *p = (msgpipe *)msgpipe__calloc(1, sizeof(*p));
+    int rc;
+
+    if (p == NULL)
+        return MSGPIPE_ENOMEM;
+    p->h = h;
+    p->server_end = server_end;
+    p->max_message = o->max_message;
+    p->linger_ms = o->linger_ms;
+    p->rx_state = MSGPIPE__W_RX_IDLE;
+    p->rd_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    p->ready_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    /* Last, as it cannot be undone: a handle is bound to a port for good
+     * (and a failed accept leaves the handle in its slot for the next). */
+    if (p->rd_ev != NULL && p->ready_ev != NULL)
+        p->port = CreateIoCompletionPort(h, NULL, 0, 1);
+    if (p->port == NULL) {
+        rc = msgpipe__w_error(GetLastError());
+        if (p->rd_ev != NULL)
+            CloseHandle(p->rd_ev);
+        if (p->ready_ev != NULL)
+            CloseHandle(p->ready_ev);
+        msgpipe__free(p);
+        return rc;
+    }
+    *out = p;
+    return MSGPIPE_OK;
+}
+
+/*
+ * Take the completion of the write in flight from the port, waiting until
+ * the deadline: MSGPIPE_OK (none in flight, or it was written whole),
+ * ETIMEDOUT (still in flight), or the error it ended with (ECLOSED: the
+ * peer went away before reading it).
+ */
+static int msgpipe__w_tx_finish(msgpipe *p, int64_t deadline)
+{
+    LPOVERLAPPED ov;
+    ULONG_PTR key;
+    DWORD n, e;
+    BOOL ok;
+
+    while (p->tx_busy) {
+        ov = NULL;
+        n = 0;
+        ok = msgpipe__w32.GetQueuedCompletionStatus(p->port, &n, &key, &ov,
+                                                    msgpipe__w_left(deadline));
+        if (ov == NULL) {
+            e = GetLastError();
+            if (e == WAIT_TIMEOUT) {
+                msgpipe__set_os_error(WAIT_TIMEOUT);
+                return MSGPIPE_ETIMEDOUT;
+            }
+            return msgpipe__w_error(e);
+        }
+        e = ok ? 0 : GetLastError();
+        if (ov != &p->tx_ov)
+            continue; /* not a write's (reads post nothing here) */
+        InterlockedExchange(&p->tx_busy, 0);
+        if (!ok)
+            return msgpipe__w_error(e);
+        if (n != p->tx_len) /* message-mode writes are all or nothing */
+            return msgpipe__w_error(ERROR_WRITE_FAULT);
+    }
+    return MSGPIPE_OK;
+}
+
+/*
+ * Close is graceful: a message whose send returned MSGPIPE_OK is in the
+ * pipe's buffer, already read, or in flight (see msgpipe__b_send), and
+ * CloseHandle keeps buffered data readable by the peer, which then gets
+ * ERROR_BROKEN_PIPE.  A write in flight is waited for first, for at most
+ * linger_ms; then it is cancelled (a msgpipe reader, which reads a message
+ * whole, then sees none of it; a reader that had read part of it sees the
+ * rest missing).  DisconnectNamedPipe would discard buffered data, so it is
+ * never called on an accepted pipe; nor is FlushFileBuffers, which would
+ * block until the peer has read everything.
+ */
+void msgpipe__b_close(msgpipe *p)
+{
+    DWORD n;
+
+    if (p->tx_busy)
+        msgpipe__w_tx_finish(p, msgpipe__deadline(p->linger_ms));
+    if (p->tx_busy) { /* still in flight after linger_ms (or the port
+                         failed): cut it off */
+        msgpipe__w32.CancelIoEx(p->h, &p->tx_ov);
+        msgpipe__w_tx_finish(p, -1);
+        /* Should the port fail, the kernel may still own tx_ov: wait for
+         * it directly before p is freed. */
+        while (!msgpipe__w_ov_done(&p->tx_ov))
+            Sleep(1);
+    }
+    /* The armed zero-byte read writes into p->arm_ov when it ends: cancel
+     * it and wait for that before p is freed.  (ready_ev belongs to this
+     * read alone, so GetOverlappedResult can wait on it.) */
+    if (p->rx_state == MSGPIPE__W_RX_ARMED) {
+        msgpipe__w32.CancelIoEx(p->h, &p->arm_ov);
+        msgpipe__w32.GetOverlappedResult(p->h, &p->arm_ov, &n, TRUE);
+    }
+    CloseHandle(p->h);
+    CloseHandle(p->port);
+    CloseHandle(p->rd_ev);
+    CloseHandle(p->ready_ev);
+    msgpipe__free(p->tx_buf);
+    msgpipe__free(p->stash);
+    msgpipe__free(p);
+}
+
+/* ---- Sending ------------------------------------------------------------- */
+
+/*
+ * One WriteFile is one message, and a message is never withdrawn once its
+ * write has been issued: a reader may already have taken part of it (a
+ * plain Win32 reader with a small buffer does: ERROR_MORE_DATA), and
+ * Windows documents nothing about what a cancelled, partly read write
+ * leaves.  So, as on POSIX, a send whose time runs out while its message
+ * is going out returns MSGPIPE_OK: the message is committed, and the write
+ * goes on by itself, from a copy the pipe owns, while the peer reads (the
+ * kernel does it; nothing on this side has to run).  The next send first
+ * waits for it, within its own timeout: if the time runs out before that
+ * write is done, that next message is not sent at all and the call returns
+ * MSGPIPE_ETIMEDOUT.  Close waits for it for at most linger_ms.
+ *
+ * A message that fits in the free part of the pipe's buffer completes its
+ * write at once; a larger one stays in flight until the reader has taken
+ * it.  A send with a finite timeout therefore copies the message first
+ * (into a buffer the pipe keeps for the next one: see MSGPIPE__W_TX_KEEP),
+ * because its write may outlive the call; a send with no timeout writes
+ * from the caller's buffer and returns only when done.
+ * The write reports to the pipe's completion port, so the exit of the
+ * thread that issued it does not cancel it (see the top of this file).
+ */
+int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
+{
+    static const unsigned char empty = 0;
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    const void *src = len > 0 ? msg : (const void *)&empty;
+    DWORD e;
+    int rc;
+
+    if ((uint64_t)len > p->max_message)
+        return MSGPIPE_EMSGSIZE;
+    /* WriteFile takes a 32-bit count and a message cannot be split. */
+    if ((uint64_t)len > (uint64_t)MAXDWORD)
+        return MSGPIPE_EMSGSIZE;
+    /* The message committed before this one goes first. */
+    rc = msgpipe__w_tx_finish(p, deadline);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    if (timeout_ms != MSGPIPE_INFINITE && len > 0) {
+        if (len > p->tx_cap ||
+            (p->tx_cap > MSGPIPE__W_TX_KEEP && len < p->tx_cap / 4)) {
+            size_t cap = len > MSGPIPE__W_TX_KEEP ? len : MSGPIPE__W_TX_KEEP;
+            unsigned char *b = (unsigned char *)msgpipe__malloc(cap);
+            if (b == NULL)
+                return MSGPIPE_ENOMEM;
+            msgpipe__free(p->tx_buf);
+            p->tx_buf = b;
+            p->tx_cap = cap;
+        }
+        memcpy(p->tx_buf, msg, len);
+        src = p->tx_buf;
+    }
+    memset(&p->tx_ov, 0, sizeof(p->tx_ov)); /* no event: see above */
+    p->tx_len = (DWORD)len;
+    if (!msgpipe__w32.WriteFile(p->h, src, (DWORD)len, NULL, &p->tx_ov)) {
+        e = GetLastError();
+        if (e != ERROR_IO_PENDING)
+            return msgpipe__w_error(e); /* nothing was written */
+    }
+    /* Issued: from here on the message is committed.  Its completion (even
+     * one at once) is posted to the port. */
+    InterlockedExchange(&p->tx_busy, 1);
+    rc = msgpipe__w_tx_finish(p, deadline);
+    if (rc == MSGPIPE_ETIMEDOUT)
+        return MSGPIPE_OK; /* in flight, from p->tx_buf */
+    return rc;
+}
+
+/* ---- Receiving ----------------------------------------------------------- */
+
+/*
+ * How a message is received without ever splitting it:
+ *
+ * 1. PeekNamedPipe tells the bytes left in the message at the front of the
+ *    pipe without consuming anything.  It cannot tell an empty message from
+ *    an empty pipe, so when it reports 0,
+ * 2. a zero-byte overlapped ReadFile waits for the next message.  If that
+ *    message is non-empty, the read completes with ERROR_MORE_DATA and
+ *    consumes nothing (Python's multiprocessing relies on the same); if it
+ *    is empty, the read consumes it and succeeds.  (That is Windows 8 and
+ *    later, and Wine; Windows 7 left the empty message queued.)
+ * 3. Knowing the size, the call can answer ENOBUFS or EMSGSIZE without
+ *    touching the message, or read it whole with one ReadFile of exactly
+ *    that size.
+ *
+ * Reading a message whole matters beyond ENOBUFS: if a reader consumed part
+ * of a message and its writer then cancelled the write (a send timeout),
+ * Windows would drop the rest and the reader would see a truncated message.
+ *
+ * The only partial reads are the draining of an oversized message (which is
+ * discarded anyway, chunk by chunk, checking with PeekNamedPipe where it
+ * ends) and the rare case where the message at the front changed between
+ * the peek and the read (a writer withdrew it): then the bytes already read
+ * are kept in p->stash and handed out, followed by the rest, by the next
+ * receive.
+ */
+
+/*
+ * Readiness.
+ *
+ * The zero-byte read of step 2 is also what makes a pipe waitable
+ * (msgpipe_poll, msgpipe_native_handle).  It is issued with the pipe's own
+ * OVERLAPPED (arm_ov) and event (ready_ev), and it may stay outstanding
+ * between calls: a receive that times out leaves it "armed" instead of
+ * cancelling it, and a poll arms it on an idle pipe.  When a message or the
+ * end of the pipe arrives, the read completes and the system sets
+ * ready_ev; nothing polls.  The states (p->rx_state):
+ *
+ *   IDLE   nothing outstanding, nothing known (after a receive took a
+ *          message, or found one it could not deliver and left it queued);
+ *   ARMED  the read is outstanding: nothing was waiting when it was issued,
+ *          and ready_ev is set exactly when that changes;
+ *   DONE   it completed (harvested): a non-empty message waits untouched
+ *          (ERROR_MORE_DATA), or the end or an error, or an empty message
+ *          that the read consumed - remembered in p->rx_empty and returned
+ *          by the next receive.
+ *
+ * There is only ever one read waiting for the next message: a receive that
+ * finds the pipe ARMED waits on that read rather than issuing another, and
+ * data reads (rx_take, rx_drain) are only issued once the size of a
+ * message at the front is known, i.e. never while ARMED.  So no two reads
+ * race for one message.  Sends do not touch any of this.
+ *
+ * A zero-byte read can also end with ERROR_OPERATION_ABORTED without
+ * anybody cancelling it: Windows (and Wine) cancel the pending I/O of a
+ * thread when it exits, and the thread that armed the read (a poll, a
+ * receive that timed out) may have.  That is no news about the pipe; the
+ * read is simply issued again.
+ */
+
+enum {
+    MSGPIPE__W_ARM_PENDING, /* armed: nothing waiting yet */
+    MSGPIPE__W_ARM_EMPTY,   /* an empty message was consumed (rx_empty) */
+    MSGPIPE__W_ARM_MORE,    /* a non-empty message waits */
+    MSGPIPE__W_ARM_ERR      /* failed at once (*err); usually the end */
+};
+
+/* Issue the zero-byte read on an IDLE pipe. */
+static int msgpipe__w_rx_arm(msgpipe *p, DWORD *err)
+{
+    DWORD e;
+
+    memset(&p->arm_ov, 0, sizeof(p->arm_ov));
+    p->arm_ov.hEvent = MSGPIPE__W_NOPORT(p->ready_ev);
+    /* ReadFile resets the event itself; resetting it first as well costs
+     * little and does not depend on that.  It is never reset after the
+     * read is issued, so a completion cannot be lost. */
+    ResetEvent(p->ready_ev);
+    if (msgpipe__w32.ReadFile(p->h, &p->arm_buf, 0, NULL, &p->arm_ov)) {
+        p->rx_state = MSGPIPE__W_RX_DONE;
+        p->rx_empty = 1;
+        SetEvent(p->ready_ev);
+        return MSGPIPE__W_ARM_EMPTY;
+    }
+    e = GetLastError();
+    if (e == ERROR_IO_PENDING) {
+        p->rx_state = MSGPIPE__W_RX_ARMED;
+        return MSGPIPE__W_ARM_PENDING;
+    }
+    /* Completed at once: make sure the event says so (a read that fails at
+     * once signals nothing). */
+    p->rx_state = MSGPIPE__W_RX_DONE;
+    SetEvent(p->ready_ev);
+    if (e == ERROR_MORE_DATA)
+        return MSGPIPE__W_ARM_MORE;
+    *err = e;
+    return MSGPIPE__W_ARM_ERR;
+}
+
+/* The ARMED read has completed: take its result.  Leaves DONE (ready_ev
+ * set by the completion) or, for a read cancelled by its thread's exit,
+ * IDLE.  Returns 1 if it said "a non-empty message waits". */
+static int msgpipe__w_rx_harvest(msgpipe *p)
+{
+    DWORD n;
+
+    p->rx_state = MSGPIPE__W_RX_DONE;
+    if (msgpipe__w32.GetOverlappedResult(p->h, &p->arm_ov, &n, FALSE)) {
+        p->rx_empty = 1;
+        return 0;
+    }
+    switch (GetLastError()) {
+    case ERROR_MORE_DATA:
+        return 1;
+    case ERROR_OPERATION_ABORTED:
+        p->rx_state = MSGPIPE__W_RX_IDLE;
+        return 0;
+    default:
+        /* The end of the pipe (or an error): the next peek meets it. */
+        return 0;
+    }
+}
+
+/*
+ * msgpipe__w_rx_ready - would a receive with timeout 0 return something
+ * other than ETIMEDOUT?  Never blocks.  If not, the pipe is left ARMED,
+ * so that ready_ev becomes signalled when the answer changes.  If so,
+ * ready_ev is signalled.  Counts as receiving (see msgpipe_poll).
+ */
+static int msgpipe__w_rx_ready(msgpipe *p)
+{
+    DWORD err;
+    int tries;
+
+    /* A message (or its head) msgpipe already holds. */
+    if (p->stash != NULL) {
+        SetEvent(p->ready_ev);
+        return 1;
+    }
+    for (tries = 0; tries < 4; tries++) {
+        switch (p->rx_state) {
+        case MSGPIPE__W_RX_DONE:
+            return 1;
+        case MSGPIPE__W_RX_ARMED:
+            if (!msgpipe__w_ov_done(&p->arm_ov))
+                return 0;
+            msgpipe__w_rx_harvest(p);
+            break; /* DONE, or IDLE after an abort: look again */
+        default:
+            if (msgpipe__w_rx_arm(p, &err) == MSGPIPE__W_ARM_PENDING)
+                return 0;
+            return 1;
+        }
+    }
+    /* Reads that keep being aborted: let a receive sort it out. */
+    SetEvent(p->ready_ev);
+    return 1;
+}
+
+static void msgpipe__w_stash_drop(msgpipe *p);
+static int msgpipe__w_rx_drain(msgpipe *p, uint64_t size, int64_t deadline);
+
+/* The size of the next message, without consuming it; or *empty = 1 if it
+ * was an empty message, which has then been consumed. */
+static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
+                              int *empty)
+{
+    DWORD avail, left, err, w;
+    int odd = 0, more = 0;
+
+    *empty = 0;
+    if (p->rx_draining) {
+        /* The rest of a discarded message comes first. */
+        int rc = msgpipe__w_rx_drain(p, 0, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
+    }
+    for (;;) {
+        if (p->rx_state == MSGPIPE__W_RX_ARMED) {
+            if (!msgpipe__w_ov_done(&p->arm_ov)) {
+                w = msgpipe__w32.WaitForSingleObject(p->ready_ev,
+                                                     msgpipe__w_left(deadline));
+                if (w == WAIT_TIMEOUT) {
+                    /* Nothing came.  The read stays armed: ready_ev will
+                     * say when something does (the rule of
+                     * msgpipe_native_handle: receive until ETIMEDOUT, then
+                     * wait). */
+                    msgpipe__set_os_error(WAIT_TIMEOUT);
+                    return MSGPIPE_ETIMEDOUT;
+                }
+                if (w != WAIT_OBJECT_0)
+                    return msgpipe__w_error(GetLastError());
+                if (!msgpipe__w_ov_done(&p->arm_ov)) {
+                    /* Not possible while armed (only the completion sets
+                     * ready_ev); should it happen, reset and look again
+                     * rather than spin. */
+                    ResetEvent(p->ready_ev);
+                    continue;
+                }
+            }
+            if (msgpipe__w_rx_harvest(p))
+                more = 1;
+            continue;
+        }
+        if (p->rx_empty) {
+            p->rx_empty = 0;
+            p->rx_state = MSGPIPE__W_RX_IDLE;
+            *empty = 1;
+            *size = 0;
+            return MSGPIPE_OK;
+        }
+        /* IDLE or DONE: whatever the read saw is examined again now, and
+         * after this receive nothing is known. */
+        p->rx_state = MSGPIPE__W_RX_IDLE;
+        avail = left = 0;
+        if (!msgpipe__w32.PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left)) {
+            /* The peer closed and nothing is left.  A stash is the head of
+             * a message whose rest never came (its writer was cut off):
+             * not a message, never handed out as one. */
+            msgpipe__w_stash_drop(p);
+            return msgpipe__w_error(GetLastError());
+        }
+        if (p->stash != NULL) {
+            /* The rest of the stashed message is at the front.  If nothing
+             * of it is left, its writer withdrew it (a foreign writer that
+             * cancelled its write after part of it was read): the head is
+             * not a message either; drop it and look at what follows. */
+            if (left > 0 && (p->stash_rest == 0 || left == p->stash_rest)) {
+                *size = (uint64_t)p->stash_len + left;
+                return MSGPIPE_OK;
+            }
+            /* Or the front is not the rest that must follow (its count
+             * differs): the rest was withdrawn and this is the next
+             * message, never to be merged with the head. */
+            msgpipe__w_stash_drop(p);
+        }
+        if (left > 0) {
+            *size = left;
+            return MSGPIPE_OK;
+        }
+        /* The zero-byte read said "a non-empty message is there" and yet
+         * the peek reports bytes in the pipe but none in the first message:
+         * once may be an empty message that arrived in between; twice means
+         * a system whose PeekNamedPipe does not report message sizes.
+         * Windows and Wine do; failing beats spinning.  (An empty pipe
+         * after ERROR_MORE_DATA is fine: the writer withdrew its message.) */
+        odd = (more && avail > 0) ? odd + 1 : 0;
+        if (odd >= 2)
+            return msgpipe__w_error(ERROR_NOT_SUPPORTED);
+        more = 0;
+        switch (msgpipe__w_rx_arm(p, &err)) {
+        case MSGPIPE__W_ARM_PENDING:
+        case MSGPIPE__W_ARM_EMPTY:
+            break; /* wait for it / return the empty message, above */
+        case MSGPIPE__W_ARM_MORE:
+            more = 1; /* a non-empty message is there: peek for its size */
+            break;
+        default:
+            p->rx_state = MSGPIPE__W_RX_IDLE;
+            return msgpipe__w_error(err);
+        }
+    }
+}
+
+/* Keep the first len bytes of the current message, which were read into
+ * buf, for the next receive.  buf may be p->stash's new block (owned). */
+static int msgpipe__w_stash_keep(msgpipe *p, unsigned char *buf, size_t len,
+                                 int own)
+{
+    unsigned char *s = buf;
+
+    if (!own) {
+        s = (unsigned char *)msgpipe__malloc(len ? len : 1);
+        if (s == NULL)
+            return MSGPIPE_ENOMEM;
+        memcpy(s, buf, len);
+    }
+    msgpipe__free(p->stash);
+    p->stash = s;
+    p->stash_len = len;
+    return MSGPIPE_OK;
+}
+
+static void msgpipe__w_stash_drop(msgpipe *p)
+{
+    msgpipe__free(p->stash);
+    p->stash = NULL;
+    p->stash_len = 0;
+    p->stash_rest = 0;
+}
+
+/*
+ * Read the current message, of `size` bytes by msgpipe__w_rx_next, into
+ * dst (which has room for size bytes): the stash first, then the rest from
+ * the pipe in one ReadFile.  *got is its real length.  MSGPIPE__W_IO_MORE
+ * means the message turned out longer than size (it changed since the
+ * peek); dst then holds its first size bytes.
+ */
+static int msgpipe__w_rx_take(msgpipe *p, unsigned char *dst, uint64_t size,
+                              int64_t deadline, size_t *got, DWORD *err)
+{
+    size_t have = 0;
+    DWORD n;
+    int r;
+
+    *got = 0;
+    *err = 0;
+    if (p->stash != NULL) {
+        have = p->stash_len;
+        memcpy(dst, p->stash, have);
+    }
+    /* size - have came from one DWORD of PeekNamedPipe. */
+    r = msgpipe__w_io(p->h, p->rd_ev, dst + have, (DWORD)(size - have),
+                      deadline, &n, err);
+    if (r == MSGPIPE__W_IO_OK && have > 0 && n < size - have) {
+        /* A message-mode read ends early only at the end of another
+         * message: the stashed one's rest was withdrawn after the peek,
+         * and this read took the next message whole.  It alone is the
+         * message. */
+        memmove(dst, dst + have, n);
+        *got = n;
+        return r;
+    }
+    *got = have + n;
+    return r;
+}
+
+/*
+ * Discard the current message, which is larger than max_message, without
+ * storing it: read it in chunks into a scratch buffer until the read that
+ * ends it.  Before each chunk PeekNamedPipe says how much of it is left, so
+ * that every read finds its bytes already there, and a message cut short by
+ * its writer ends the drain instead of eating the next message.
+ *
+ * p->rx_draining says a discard is under way, and p->rx_drain_left how
+ * much of the message is still in the pipe.  If a read fails or times
+ * out, the rest stays there, and the next receive drains it before
+ * anything else - the rest of a message is never handed out as one.  And
+ * if PeekNamedPipe reports another count than rx_drain_left, the message
+ * is gone - a foreign writer withdrew the rest (cancelled its write) - and
+ * what is at the front is the next message: the drain stops there.
+ * size is the whole message's (from msgpipe__w_rx_next), or 0 to go on
+ * with a drain under way.  Returns MSGPIPE_OK once the message is gone, or
+ * the failure.
+ */
+static int msgpipe__w_rx_drain(msgpipe *p, uint64_t size, int64_t deadline)
+{
+    unsigned char small[512];
+    unsigned char *buf;
+    DWORD cap, avail, left, n, err;
+    int r, rc = MSGPIPE_OK;
+
+    if (!p->rx_draining) {
+        p->rx_draining = 1;
+        p->rx_drain_left = size - p->stash_len;
+    }
+    msgpipe__w_stash_drop(p);
+    buf = (unsigned char *)msgpipe__malloc(MSGPIPE__W_DRAIN_CHUNK);
+    cap = MSGPIPE__W_DRAIN_CHUNK;
+    if (buf == NULL) {
+        buf = small;
+        cap = (DWORD)sizeof(small);
+    }
+    for (;;) {
+        avail = left = 0;
+        if (!msgpipe__w32.PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left) ||
+            left == 0 || (uint64_t)left != p->rx_drain_left) {
+            /* The pipe ended, or so did the message (or it was withdrawn
+             * and this is the next one). */
+            p->rx_draining = 0;
+            break;
+        }
+        r = msgpipe__w_io(p->h, p->rd_ev, buf, left < cap ? left : cap,
+                          deadline, &n, &err);
+        p->rx_drain_left -= n;
+        if (r == MSGPIPE__W_IO_MORE)
+            continue;
+        if (r == MSGPIPE__W_IO_OK)
+            p->rx_draining = 0; /* the read that ended it */
+        else
+            rc = msgpipe__w_io_rc(r, err); /* the rest waits for later */
+        break;
+    }
+    if (buf != small)
+        msgpipe__free(buf);
+    return rc;
+}
+
+int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
+                    int timeout_ms)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    uint64_t size;
+    size_t got;
+    DWORD err;
+    int rc, r, empty;
+
+    for (;;) {
+        rc = msgpipe__w_rx_next(p, deadline, &size, &empty);
+        if (rc != MSGPIPE_OK)
+            return rc;
+        if (empty) {
+            *len = 0;
+            return MSGPIPE_OK;
+        }
+        if (size > p->max_message) {
+            msgpipe__w_rx_drain(p, size, deadline);
+            *len = (size_t)size;
+            return MSGPIPE_EMSGSIZE;
+        }
+        if (size > cap) {
+            *len = (size_t)size; /* nothing consumed: it stays queued */
+            return MSGPIPE_ENOBUFS;
+        }
+        r = msgpipe__w_rx_take(p, (unsigned char *)buf, size, deadline, &got,
+                               &err);
+        if (r == MSGPIPE__W_IO_OK) {
+            msgpipe__w_stash_drop(p);
+            *len = got;
+            return MSGPIPE_OK;
+        }
+        if (r != MSGPIPE__W_IO_MORE)
+            return msgpipe__w_io_rc(r, err);
+        rc = msgpipe__w_stash_keep(p, (unsigned char *)buf, got, 0);
+        if (rc != MSGPIPE_OK)
+            return rc;
+        /* A read that came back short: the rest of this size must follow.
+         * (A full read that did not end the message means the message at
+         * the front changed since the peek: its size is not known.) */
+        p->stash_rest = got < size ? size - got : 0;
+    }
+}
+
+/*
+ * recv_alloc allocates exactly the size PeekNamedPipe reports.  That is not
+ * a length the peer announced: it is the count of bytes the peer has really
+ * written (they sit in the pipe's buffer or in the writer's pending
+ * WriteFile), measured by the system, and bounded by max_message first.
+ */
+int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    uint64_t size;
+    unsigned char *m;
+    size_t got;
+    DWORD err;
+    int rc, r, empty;
+
+    for (;;) {
+        rc = msgpipe__w_rx_next(p, deadline, &size, &empty);
+        if (rc != MSGPIPE_OK)
+            return rc;
+        if (!empty && size > p->max_message) {
+            msgpipe__w_rx_drain(p, size, deadline);
+            *len = (size_t)size;
+            return MSGPIPE_EMSGSIZE;
+        }
+        if (size >= (uint64_t)SIZE_MAX)
+            return MSGPIPE_ENOMEM;
+        m = (unsigned char *)msgpipe__malloc((size_t)size + 1);
+        if (m == NULL) {
+            /* Nothing consumed: it stays queued.  An empty message was
+             * consumed by the zero-byte read; put it back. */
+            if (empty) {
+                p->rx_empty = 1;
+                p->rx_state = MSGPIPE__W_RX_DONE;
+                SetEvent(p->ready_ev);
+            }
+            return MSGPIPE_ENOMEM;
+        }
+        if (empty) {
+            m[0] = 0;
+            *msg = m;
+            *len = 0;
+            return MSGPIPE_OK;
+        }
+        r = msgpipe__w_rx_take(p, m, size, deadline, &got, &err);
+        if (r == MSGPIPE__W_IO_OK) {
+            msgpipe__w_stash_drop(p);
+            m[got] = 0;
+            *msg = m;
+            *len = got;
+            return MSGPIPE_OK;
+        }
+        if (r != MSGPIPE__W_IO_MORE) {
+            msgpipe__free(m);
+            return msgpipe__w_io_rc(r, err);
+        }
+        /* The message grew under us: m becomes the stash. */
+        msgpipe__w_stash_keep(p, m, got, 1);
+        p->stash_rest = got < size ? size - got : 0;
+    }
+}
+
+/* ---- Readiness for msgpipe_poll and outside event loops ------------------ */
+
+int msgpipe__w_pipe_in_ready(msgpipe *p, HANDLE *wait)
+{
+    *wait = p->ready_ev;
+    return msgpipe__w_rx_ready(p);
+}
+
+/* FILE_PIPE_LOCAL_INFORMATION and NtQueryInformationFile (winternl.h does
+ * not declare them for user mode; they are documented in the WDK). */
+typedef struct msgpipe__w_pipe_local_info {
+    ULONG NamedPipeType;
+    ULONG NamedPipeConfiguration;
+    ULONG MaximumInstances;
+    ULONG CurrentInstances;
+    ULONG InboundQuota;
+    ULONG ReadDataAvailable;
+    ULONG OutboundQuota;
+    ULONG WriteQuotaAvailable;
+    ULONG NamedPipeState;
+    ULONG NamedPipeEnd;
+} msgpipe__w_pipe_local_info;
+
+typedef struct msgpipe__w_iosb {
+    union {
+        LONG Status;
+        PVOID Pointer;
+    } u;
+    ULONG_PTR Information;
+} msgpipe__w_iosb;
+
+typedef LONG(WINAPI *msgpipe__w_nqif_fn)(HANDLE, msgpipe__w_iosb *, PVOID,
+                                         ULONG, int);
+
+#define MSGPIPE__W_FILE_PIPE_LOCAL_INFORMATION 24
+#define MSGPIPE__W_FILE_PIPE_CONNECTED_STATE 3
+
+static int msgpipe__w_pipe_info(HANDLE h, msgpipe__w_pipe_local_info *info)
+{
+    /* Looked up once; racing threads store the same value. */
+    static volatile LONG looked_up = 0;
+    static msgpipe__w_nqif_fn volatile fn = NULL;
+    msgpipe__w_iosb io;
+    HMODULE ntdll;
+
+    if (!looked_up) {
+        ntdll = GetModuleHandleW(L"ntdll.dll");
+        if (ntdll != NULL)
+            fn = (msgpipe__w_nqif_fn)(void (*)(void))GetProcAddress(
+                ntdll, "NtQueryInformationFile");
+        looked_up = 1;
+    }
+    if (fn == NULL)
+        return 0;
+    memset(info, 0, sizeof(*info));
+    memset(&io, 0, sizeof(io));
+    return fn(h, &io, info, (ULONG)sizeof(*info),
+              MSGPIPE__W_FILE_PIPE_LOCAL_INFORMATION) >= 0;
+}
+
+/*
+ * msgpipe__w_pipe_out_ready - MSGPIPE_POLLOUT: would a send of a small
+ * message with timeout 0 succeed (or fail at once)?  Such a send commits
+ * its message whenever no earlier write is still in flight (see
+ * msgpipe__b_send), so the pipe is ready exactly when
+ *
+ * 1. no write is in flight, or the one in flight has completed; or
+ * 2. the peer is gone (the send then fails at once): NamedPipeState is not
+ *    CONNECTED (Wine reports this correctly).
+ *
+ * Windows has no event for the completion of a write that reports to a
+ * completion port, so msgpipe__b_poll re-checks every
+ * MSGPIPE__W_OUT_TICK_MS while such an item is not ready; nothing else in
+ * a poll ticks.
+ */
+int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now)
+{
+    msgpipe__w_pipe_local_info info;
+
+    (void)now;
+    if (InterlockedCompareExchange(&p->tx_busy, 0, 0) == 0 ||
+        msgpipe__w_ov_done(&p->tx_ov))
+        return 1;
+    if (!msgpipe__w_pipe_info(p->h, &info))
+        return 1;
+    return info.NamedPipeState != MSGPIPE__W_FILE_PIPE_CONNECTED_STATE;
+}
+
+int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out)
+{
+    /* No waitable object exists for "room in a pipe" (see
+     * msgpipe__w_pipe_out_ready). */
+    if (events != MSGPIPE_POLLIN)
+        return MSGPIPE_ENOTSUP;
+    /* Arm the pipe, so that the event is exact from now on: signalled now
+     * if something is waiting already, later when it arrives. */
+    msgpipe__w_rx_ready(p);
+    *out = (msgpipe_native)p->ready_ev;
+    return MSGPIPE_OK;
+}
+
+/* A message-mode write is one message: a batch is one WriteFile each. */
+int msgpipe__b_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
+                          size_t *sent, int timeout_ms)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if ((uint64_t)msgs[i].len > p->max_message)
+            return MSGPIPE_EMSGSIZE;
+    return msgpipe__send_batch_each(p, msgs, n, sent, timeout_ms);
+}
