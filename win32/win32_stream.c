@@ -849,62 +849,21 @@ static int msgpipe__w_rx_drain(msgpipe *p, uint64_t size, int64_t deadline)
     return rc;
 }
 
-int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
-                    int timeout_ms)
-{
-    int64_t deadline = msgpipe__deadline(timeout_ms);
-    uint64_t size;
-    size_t got;
-    DWORD err;
-    int rc, r, empty;
-
-    for (;;) {
-        rc = msgpipe__w_rx_next(p, deadline, &size, &empty);
-        if (rc != MSGPIPE_OK)
-            return rc;
-        if (empty) {
-            *len = 0;
-            return MSGPIPE_OK;
-        }
-        if (size > p->max_message) {
-            msgpipe__w_rx_drain(p, size, deadline);
-            *len = (size_t)size;
-            return MSGPIPE_EMSGSIZE;
-        }
-        if (size > cap) {
-            *len = (size_t)size; /* nothing consumed: it stays queued */
-            return MSGPIPE_ENOBUFS;
-        }
-        r = msgpipe__w_rx_take(p, (unsigned char *)buf, size, deadline, &got,
-                               &err);
-        if (r == MSGPIPE__W_IO_OK) {
-            msgpipe__w_stash_drop(p);
-            *len = got;
-            return MSGPIPE_OK;
-        }
-        if (r != MSGPIPE__W_IO_MORE)
-            return msgpipe__w_io_rc(r, err);
-        rc = msgpipe__w_stash_keep(p, (unsigned char *)buf, got, 0);
-        if (rc != MSGPIPE_OK)
-            return rc;
-        /* A read that came back short: the rest of this size must follow.
-         * (A full read that did not end the message means the message at
-         * the front changed since the peek: its size is not known.) */
-        p->stash_rest = got < size ? size - got : 0;
-    }
-}
-
 /*
+ * The one receive path of msgpipe__b_recv (msg NULL: into buf, of cap
+ * bytes) and msgpipe__b_recv_alloc (into a new block, given in *msg).
+ *
  * recv_alloc allocates exactly the size PeekNamedPipe reports.  That is not
  * a length the peer announced: it is the count of bytes the peer has really
  * written (they sit in the pipe's buffer or in the writer's pending
  * WriteFile), measured by the system, and bounded by max_message first.
  */
-int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
+static int msgpipe__w_recv(msgpipe *p, unsigned char *buf, size_t cap,
+                           void **msg, size_t *len, int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
-    uint64_t size;
-    unsigned char *m;
+    uint64_t size = 0;
+    unsigned char *dst;
     size_t got;
     DWORD err;
     int rc, r, empty;
@@ -918,41 +877,73 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
             *len = (size_t)size;
             return MSGPIPE_EMSGSIZE;
         }
-        if (size >= (uint64_t)SIZE_MAX)
-            return MSGPIPE_ENOMEM;
-        m = (unsigned char *)msgpipe__malloc((size_t)size + 1);
-        if (m == NULL) {
-            /* Nothing consumed: it stays queued.  An empty message was
-             * consumed by the zero-byte read; put it back. */
+        if (msg == NULL) {
             if (empty) {
-                p->rx_empty = 1;
-                p->rx_state = MSGPIPE__W_RX_DONE;
-                SetEvent(p->ready_ev);
+                *len = 0;
+                return MSGPIPE_OK;
             }
-            return MSGPIPE_ENOMEM;
+            if (size > cap) {
+                *len = (size_t)size; /* nothing consumed: it stays queued */
+                return MSGPIPE_ENOBUFS;
+            }
+            dst = buf;
+        } else {
+            if (size >= (uint64_t)SIZE_MAX)
+                return MSGPIPE_ENOMEM;
+            dst = (unsigned char *)msgpipe__malloc((size_t)size + 1);
+            if (dst == NULL) {
+                /* Nothing consumed: it stays queued.  An empty message was
+                 * consumed by the zero-byte read; put it back. */
+                if (empty) {
+                    p->rx_empty = 1;
+                    p->rx_state = MSGPIPE__W_RX_DONE;
+                    SetEvent(p->ready_ev);
+                }
+                return MSGPIPE_ENOMEM;
+            }
+            if (empty) {
+                dst[0] = 0;
+                *msg = dst;
+                *len = 0;
+                return MSGPIPE_OK;
+            }
         }
-        if (empty) {
-            m[0] = 0;
-            *msg = m;
-            *len = 0;
-            return MSGPIPE_OK;
-        }
-        r = msgpipe__w_rx_take(p, m, size, deadline, &got, &err);
+        r = msgpipe__w_rx_take(p, dst, size, deadline, &got, &err);
         if (r == MSGPIPE__W_IO_OK) {
             msgpipe__w_stash_drop(p);
-            m[got] = 0;
-            *msg = m;
+            if (msg != NULL) {
+                dst[got] = 0;
+                *msg = dst;
+            }
             *len = got;
             return MSGPIPE_OK;
         }
         if (r != MSGPIPE__W_IO_MORE) {
-            msgpipe__free(m);
+            if (msg != NULL)
+                msgpipe__free(dst);
             return msgpipe__w_io_rc(r, err);
         }
-        /* The message grew under us: m becomes the stash. */
-        msgpipe__w_stash_keep(p, m, got, 1);
+        /* The message grew under us: keep what was read (an allocated
+         * block becomes the stash itself, which cannot fail). */
+        rc = msgpipe__w_stash_keep(p, dst, got, msg != NULL);
+        if (rc != MSGPIPE_OK)
+            return rc;
+        /* A read that came back short: the rest of this size must follow.
+         * (A full read that did not end the message means the message at
+         * the front changed since the peek: its size is not known.) */
         p->stash_rest = got < size ? size - got : 0;
     }
+}
+
+int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
+                    int timeout_ms)
+{
+    return msgpipe__w_recv(p, (unsigned char *)buf, cap, NULL, len, timeout_ms);
+}
+
+int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
+{
+    return msgpipe__w_recv(p, NULL, 0, msg, len, timeout_ms);
 }
 
 /* ---- Readiness for msgpipe_poll and outside event loops ------------------ */
