@@ -52,7 +52,8 @@
 
 /* ---- Pipes (win32_stream.c) -------------------------------------------- */
 
-/* States of a pipe's zero-byte "arm" read (see "Readiness" below). */
+/* States of a pipe's zero-byte "arm" read (see "Readiness" in
+ * win32_stream.c). */
 enum {
     MSGPIPE__W_RX_IDLE,  /* no read outstanding; nothing known */
     MSGPIPE__W_RX_ARMED, /* the zero-byte read is outstanding */
@@ -80,9 +81,9 @@ struct msgpipe {
     unsigned char *tx_buf;
     size_t tx_cap;
     /*
-     * Receive readiness (see "Readiness" below).  arm_ov is the OVERLAPPED
-     * of the one zero-byte ReadFile that waits for the next message; its
-     * event, ready_ev, is what msgpipe_native_handle() hands out.  Both
+     * Receive readiness (see "Readiness" in win32_stream.c).  arm_ov is the
+     * OVERLAPPED of the one zero-byte ReadFile that waits for the next message;
+     * its event, ready_ev, is what msgpipe_native_handle() hands out.  Both
      * live here, not on a stack, because the read may stay outstanding
      * between calls.  rx_empty: that read consumed an empty message, which
      * the next receive returns.  Touched only by the receiving side.
