@@ -84,7 +84,19 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
     msgpipe__free(wname);
 
     if (!SetNamedPipeHandleState(h, &mode, NULL, NULL)) {
-        rc = msgpipe__w_error(GetLastError());
+        DWORD flags = 0;
+        e = GetLastError();
+        /* A byte-type pipe (PIPE_TYPE_BYTE: libuv, Node.js, .NET's byte
+         * mode) cannot be read in message mode - Windows refuses with
+         * ERROR_INVALID_PARAMETER - and has no message boundaries to
+         * keep: not a pipe msgpipe can speak with.  Say so (EPROTO) rather
+         * than "system error"; msgpipe_last_os_error() keeps e. */
+        if (GetNamedPipeInfo(h, &flags, NULL, NULL, NULL) &&
+            !(flags & PIPE_TYPE_MESSAGE)) {
+            msgpipe__set_os_error((int)e);
+            rc = MSGPIPE_EPROTO;
+        } else
+            rc = msgpipe__w_error(e);
         CloseHandle(h);
         return rc;
     }
