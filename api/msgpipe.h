@@ -326,10 +326,17 @@ MSGPIPE_EXTERN void msgpipe_server_close(msgpipe_server *srv);
  * timeout_ms; then ETIMEDOUT.  On success *out is a new pipe owned by the
  * caller (release it with msgpipe_close()).
  *
+ * Windows: EPROTO means the pipe on that name is not a message pipe - a
+ * byte-type pipe (PIPE_TYPE_BYTE), as libuv, Node.js and .NET's byte mode
+ * make them - so no msgpipe server is there.  It is returned at once,
+ * without retrying; msgpipe_strerror() gives the code's generic "protocol
+ * error" text and msgpipe_last_os_error() the system's error.
+ *
  * Errors: EINVAL, EBADNAME, ENAMETOOLONG, ENOTSUP, ENOENT, EBUSY, ETIMEDOUT,
  * EACCES (the server does not admit this user), ECLOSED (FIFO transport
- * with require_server_uid: the server closed before accepting), EMFILE,
- * ENOMEM, EIO.
+ * with require_server_uid: the server closed before accepting), EPROTO
+ * (Windows: not a message pipe; FIFO transport with require_server_uid: a
+ * malformed answer), EMFILE, ENOMEM, EIO.
  */
 MSGPIPE_EXTERN int msgpipe_connect(const char *name, const msgpipe_options *opt,
                                    int timeout_ms, msgpipe **out);
