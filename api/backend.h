@@ -36,6 +36,10 @@ typedef struct msgpipe__opts {
     int64_t require_server_uid; /* -1: none */
     int64_t *allow_uids;        /* a copy owned by the server, or NULL */
     size_t n_allow_uids;
+    /* Windows: the caller's SDDL string (UTF-8) or NULL; valid only during
+     * msgpipe__b_listen, which must not keep it.  Never set on POSIX (the
+     * core returns ENOTSUP first).  Connect ignores it. */
+    const char *sddl;
 } msgpipe__opts;
 
 enum msgpipe__name_kind {

@@ -114,6 +114,7 @@ void msgpipe_options_init_size(msgpipe_options *opt, size_t opt_size)
     d.allow_uids = NULL;
     d.n_allow_uids = 0;
     d.require_server_uid = -1;
+    d.sddl = NULL;
     /* A program built against an older, smaller struct gets only the
      * fields it knows; one built against a newer, larger struct gets ours
      * and zeroes for the rest. */
@@ -137,6 +138,7 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
     o->require_server_uid = -1;
     o->allow_uids = NULL;
     o->n_allow_uids = 0;
+    o->sddl = NULL;
     if (opt == NULL)
         return MSGPIPE_OK;
     if (opt->struct_size < sizeof(uint32_t) ||
@@ -180,6 +182,9 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
             return MSGPIPE_ENOTSUP;
         o->require_server_uid = opt->require_server_uid;
     }
+    /* Checked by msgpipe_listen(); a client ignores it. */
+    if (MSGPIPE__HAS(opt, sddl))
+        o->sddl = opt->sddl;
     return MSGPIPE_OK;
 }
 
@@ -231,6 +236,15 @@ int msgpipe_listen(const char *name, const msgpipe_options *opt,
     rc = msgpipe__opts_get(opt, &o);
     if (rc != MSGPIPE_OK)
         return rc;
+    if (o.sddl != NULL) {
+        /* Only Windows pipes have security descriptors.  An sddl replaces
+         * the DACL that access would give; a wider access with it would
+         * be a contradiction (docs/decisions.md). */
+        if (msgpipe__backend.style != MSGPIPE__STYLE_WIN32)
+            return MSGPIPE_ENOTSUP;
+        if (o.access != MSGPIPE_ACCESS_OWNER)
+            return MSGPIPE_EINVAL;
+    }
     rc = msgpipe__name_get(name, &n);
     if (rc != MSGPIPE_OK)
         return rc;

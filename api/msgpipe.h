@@ -209,6 +209,22 @@ typedef struct msgpipe_options {
      * server's FIFO must belong to that user.  Default -1: no check.
      * Windows: MSGPIPE_ENOTSUP when set. */
     int64_t require_server_uid;
+    /* Server, Windows only: the security descriptor of the server's pipe
+     * as an SDDL string (UTF-8), e.g. "D:P(A;;GA;;;AU)(A;;GA;;;SY)" to
+     * admit every authenticated user, in place of the DACL that access
+     * would give.  It is parsed by msgpipe_listen()
+     * (ConvertStringSecurityDescriptorToSecurityDescriptorW): MSGPIPE_EINVAL
+     * if it does not parse, msgpipe_last_os_error() then says why; and it
+     * applies to every instance of the pipe for the server's life.  The
+     * string is not kept: it may be freed once msgpipe_listen() returns.
+     * With access other than MSGPIPE_ACCESS_OWNER it is MSGPIPE_EINVAL
+     * (the two would contradict each other).  msgpipe_connect() asks for
+     * read and write without FILE_CREATE_PIPE_INSTANCE (0x0012019B), so
+     * grant that or GA to those who may connect (docs/windows.md).
+     * Default NULL: the DACL of access.  POSIX: MSGPIPE_ENOTSUP at
+     * msgpipe_listen() when set (nothing is created).  msgpipe_connect()
+     * ignores it. */
+    const char *sddl;
 } msgpipe_options;
 
 /* msgpipe_options_init_size - fill *opt with the defaults; opt_size is the
@@ -260,9 +276,12 @@ typedef struct msgpipe msgpipe;               /* one connected pipe */
  * life, so that of two servers starting on one name at the same moment
  * exactly one succeeds; the lock file is removed on close.
  *
- * Errors: EINVAL (out NULL, bad option), EBADNAME, ENAMETOOLONG, ENOTSUP,
- * EADDRINUSE (a live server has the name, or a non-socket file is there),
- * EACCES, ENOMEM, EMFILE, EIO.
+ * Windows: the pipe's DACL is that of opt->access, or opt->sddl when set.
+ *
+ * Errors: EINVAL (out NULL, bad option; sddl does not parse, or is set with
+ * access other than OWNER), EBADNAME, ENAMETOOLONG, ENOTSUP (also: sddl set
+ * on POSIX), EADDRINUSE (a live server has the name, or a non-socket file
+ * is there), EACCES, ENOMEM, EMFILE, EIO.
  */
 MSGPIPE_EXTERN int msgpipe_listen(const char *name, const msgpipe_options *opt,
                                   msgpipe_server **out);

@@ -132,6 +132,7 @@ static void test_options_init_sets_documented_defaults(void **state)
     assert_int_equal(o.pending, 16);
 #endif
     assert_int_equal(o.linger_ms, 5000);
+    assert_null(o.sddl);
 }
 
 /* A program compiled against an older, smaller msgpipe_options: the
@@ -143,6 +144,7 @@ static void test_options_init_size_writes_only_fields_that_fit(void **state)
         offsetof(msgpipe_options, access),
         offsetof(msgpipe_options, pending),
         offsetof(msgpipe_options, linger_ms),
+        offsetof(msgpipe_options, sddl),
     };
     size_t k, i;
     (void)state;
@@ -185,6 +187,30 @@ static void test_listen_and_connect_ignore_fields_beyond_struct_size(void **s)
     o.access = 7;
     o.pending = -1;
     o.linger_ms = -2;
+    assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_OK);
+    assert_rc(msgpipe_connect(name, &o, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+    msgpipe_close(c);
+    msgpipe_close(a);
+    msgpipe_server_close(srv);
+}
+
+/* A program built before sddl existed: its struct ends where sddl begins,
+ * so whatever lies there is not read - the pipe gets the DACL of access
+ * (Windows) and listen is not ENOTSUP (POSIX). */
+static void test_options_without_sddl_field_get_no_sddl(void **state)
+{
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL, *a = NULL;
+    char name[96];
+    (void)state;
+
+    sup_name(name, sizeof(name), "api");
+    memset(&o, 0xAB, sizeof(o));
+    msgpipe_options_init_size(&o, offsetof(msgpipe_options, sddl));
+    assert_int_equal(o.struct_size, offsetof(msgpipe_options, sddl));
+    o.sddl = "not an sddl"; /* beyond struct_size: must not be read */
     assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_OK);
     assert_rc(msgpipe_connect(name, &o, SUP_T, &c), MSGPIPE_OK);
     assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
@@ -888,6 +914,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_options_init_size_writes_only_fields_that_fit),
         cmocka_unit_test(
             test_listen_and_connect_ignore_fields_beyond_struct_size),
+        cmocka_unit_test(test_options_without_sddl_field_get_no_sddl),
         cmocka_unit_test(test_options_struct_size_zero_is_einval),
         cmocka_unit_test(test_listen_and_connect_null_out_is_einval),
         cmocka_unit_test(test_listen_bad_access_is_einval),
