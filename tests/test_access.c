@@ -419,6 +419,163 @@ static void test_squatter_on_the_name_is_refused(void **state)
 }
 #endif
 
+/* ---- A security descriptor string (msgpipe_options.sddl) --------------- */
+
+#define SDDL_AUTHENTICATED "D:P(A;;GA;;;AU)(A;;GA;;;SY)"
+
+#ifdef _WIN32
+/* The DACL of the pipe that h is a client handle of has exactly one
+ * allowing ACE for each of sid_a and sid_b (string SIDs). */
+static void expect_dacl_of(HANDLE h, const char *sid_a, const char *sid_b)
+{
+    PSECURITY_DESCRIPTOR sd = NULL;
+    PACL dacl = NULL;
+    PSID a = NULL, b = NULL;
+    int a_seen = 0, b_seen = 0;
+    DWORD i;
+
+    assert_int_equal(GetSecurityInfo(h, SE_KERNEL_OBJECT,
+                                     DACL_SECURITY_INFORMATION, NULL, NULL,
+                                     &dacl, NULL, &sd),
+                     ERROR_SUCCESS);
+    assert_non_null(dacl);
+    assert_true(ConvertStringSidToSidA(sid_a, &a));
+    assert_true(ConvertStringSidToSidA(sid_b, &b));
+    assert_int_equal(dacl->AceCount, 2);
+    for (i = 0; i < dacl->AceCount; i++) {
+        ACCESS_ALLOWED_ACE *ace;
+        assert_true(GetAce(dacl, i, (void **)&ace));
+        assert_int_equal(ace->Header.AceType, ACCESS_ALLOWED_ACE_TYPE);
+        /* GA as written, or as the system maps it for a pipe. */
+        assert_true(ace->Mask == GENERIC_ALL || ace->Mask == FILE_ALL_ACCESS);
+        if (EqualSid((PSID)&ace->SidStart, a))
+            a_seen++;
+        else if (EqualSid((PSID)&ace->SidStart, b))
+            b_seen++;
+        else
+            fail_msg("an ACE for somebody the SDDL did not name");
+    }
+    assert_int_equal(a_seen, 1);
+    assert_int_equal(b_seen, 1);
+    LocalFree(a);
+    LocalFree(b);
+    LocalFree(sd);
+}
+#endif
+
+#ifdef _WIN32
+static void test_sddl_sets_the_dacl_and_admits_a_client(void **state)
+{
+    (void)state;
+    msgpipe_options o, co;
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL, *a = NULL;
+    char name[96], sys[300], buf[8];
+    WCHAR wsys[300];
+    size_t len = 0;
+    HANDLE h;
+
+    sup_name(name, sizeof(name), "acc");
+    msgpipe_options_init(&o);
+    o.sddl = SDDL_AUTHENTICATED;
+    assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_OK);
+    /* A client's options may carry an sddl too: connect ignores it. */
+    msgpipe_options_init(&co);
+    co.sddl = "not an sddl";
+    assert_rc(msgpipe_connect(name, &co, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, "hi", 2, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 2);
+    assert_memory_equal(buf, "hi", 2);
+    /* Another instance, made after the first was taken: the same DACL. */
+    sup_sys_name(name, sys, sizeof(sys));
+    MultiByteToWideChar(CP_UTF8, 0, sys, -1, wsys, 300);
+    h = CreateFileW(wsys, READ_CONTROL, 0, NULL, OPEN_EXISTING, 0, NULL);
+    assert_true(h != INVALID_HANDLE_VALUE);
+    expect_dacl_of(h, "S-1-5-11", "S-1-5-18");
+    CloseHandle(h);
+    msgpipe_close(c);
+    msgpipe_close(a);
+    msgpipe_server_close(srv);
+}
+#endif
+
+#ifdef _WIN32
+static void test_sddl_that_does_not_parse_is_einval(void **state)
+{
+    (void)state;
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    char name[96];
+
+    sup_name(name, sizeof(name), "acc");
+    msgpipe_options_init(&o);
+    o.sddl = "not an sddl";
+    assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_EINVAL);
+    assert_null(srv);
+    assert_true(msgpipe_last_os_error() != 0); /* the system's reason */
+    /* Invalid UTF-8 does not parse either. */
+    o.sddl = "D:P(A;;GA;;;\xff)";
+    assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_EINVAL);
+    assert_null(srv);
+    /* Nothing was made: the name is free. */
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    msgpipe_server_close(srv);
+}
+#endif
+
+#ifdef _WIN32
+static void test_sddl_with_wider_access_is_einval(void **state)
+{
+    (void)state;
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    char name[96];
+
+    sup_name(name, sizeof(name), "acc");
+    msgpipe_options_init(&o);
+    o.sddl = SDDL_AUTHENTICATED;
+    o.access = MSGPIPE_ACCESS_WORLD;
+    assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_EINVAL);
+    o.access = MSGPIPE_ACCESS_GROUP;
+    assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_EINVAL);
+    assert_null(srv);
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    msgpipe_server_close(srv);
+}
+#endif
+
+#ifndef _WIN32
+static void test_sddl_is_enotsup_and_leaves_the_name_free(void **state)
+{
+    (void)state;
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL, *a = NULL;
+    char name[96], sys[300];
+
+    sup_name(name, sizeof(name), "acc");
+    sup_sys_name(name, sys, sizeof(sys));
+    msgpipe_options_init(&o);
+    o.sddl = SDDL_AUTHENTICATED;
+    assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_ENOTSUP);
+    assert_null(srv);
+    o.sddl = "not an sddl";
+    assert_rc(msgpipe_listen(name, &o, &srv), MSGPIPE_ENOTSUP);
+    assert_null(srv);
+    /* Nothing was created under the name. */
+    assert_int_equal(access(sys, F_OK), -1);
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    /* A client's options may carry an sddl: connect ignores it. */
+    assert_rc(msgpipe_connect(name, &o, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+    msgpipe_close(c);
+    msgpipe_close(a);
+    msgpipe_server_close(srv);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     /* Each system runs the tests that mean something there; the others
@@ -429,7 +586,11 @@ int main(int argc, char **argv)
 #ifdef _WIN32
         cmocka_unit_test(test_default_dacl_admits_only_this_user),
         cmocka_unit_test(test_squatter_on_the_name_is_refused),
+        cmocka_unit_test(test_sddl_sets_the_dacl_and_admits_a_client),
+        cmocka_unit_test(test_sddl_that_does_not_parse_is_einval),
+        cmocka_unit_test(test_sddl_with_wider_access_is_einval),
 #else
+        cmocka_unit_test(test_sddl_is_enotsup_and_leaves_the_name_free),
         cmocka_unit_test(test_group_access_admits_the_group),
         cmocka_unit_test(test_world_access_admits_everyone),
         cmocka_unit_test(test_allow_uids_drops_unlisted_clients),

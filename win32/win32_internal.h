@@ -123,6 +123,10 @@ int msgpipe__w_error(DWORD e);
 /* Milliseconds left before the deadline, as a Win32 wait timeout. */
 DWORD msgpipe__w_left(int64_t deadline);
 
+/* The NUL-terminated UTF-8 string s as UTF-16, from msgpipe__malloc();
+ * invalid UTF-8 is EINVAL (the OS error recorded). */
+int msgpipe__w_utf16(const char *s, WCHAR **out);
+
 /* The name as UTF-16 for the W calls; invalid UTF-8 is EBADNAME. */
 int msgpipe__w_wide(const msgpipe__name *name, WCHAR **out);
 
@@ -132,10 +136,11 @@ int msgpipe__w_ov_done(const OVERLAPPED *ov);
 
 /* ---- Security (win32_security.c) ---------------------------------------- */
 
-/* msgpipe__w_sd_create - build the security descriptor of a new server for
- * the access option (msgpipe_access); release it with LocalFree().  Returns
- * MSGPIPE_OK, ENOMEM or EIO (the OS error recorded). */
-int msgpipe__w_sd_create(int access, PSECURITY_DESCRIPTOR *out);
+/* msgpipe__w_sd_create - build the security descriptor of a new server:
+ * from the SDDL string o->sddl when it is set, else for the access option
+ * (msgpipe_access); release it with LocalFree().  Returns MSGPIPE_OK,
+ * EINVAL (o->sddl does not parse), ENOMEM or EIO (the OS error recorded). */
+int msgpipe__w_sd_create(const msgpipe__opts *o, PSECURITY_DESCRIPTOR *out);
 
 /* ---- Readiness (win32_stream.c, win32_server.c), for win32_poll.c -------
  * None of these blocks.  Each returns 1 if the object is ready. */

@@ -24,6 +24,11 @@
  * The descriptor is built as SDDL text and converted by
  * ConvertStringSecurityDescriptorToSecurityDescriptorW, which is simpler to
  * read and check than the equivalent sequence of ACL calls.
+ *
+ * With msgpipe_options.sddl the caller's own text is converted instead,
+ * and used as it is (the core has made sure access is OWNER then): text
+ * that does not parse is MSGPIPE_EINVAL, with the system's reason as the
+ * last OS error.
  */
 #include "win32_internal.h"
 
@@ -89,8 +94,37 @@ static int msgpipe__w_append_ace(WCHAR *dst, size_t cap, const WCHAR *mask,
            msgpipe__w_append(dst, cap, L")");
 }
 
-int msgpipe__w_sd_create(int access, PSECURITY_DESCRIPTOR *out)
+/* The caller's SDDL string (UTF-8) as a security descriptor. */
+static int msgpipe__w_sd_from_sddl(const char *text, PSECURITY_DESCRIPTOR *out)
 {
+    WCHAR *w = NULL;
+    int rc;
+
+    *out = NULL;
+    rc = msgpipe__w_utf16(text, &w);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    if (ConvertStringSecurityDescriptorToSecurityDescriptorW(w, SDDL_REVISION_1,
+                                                             out, NULL)) {
+        rc = MSGPIPE_OK;
+    } else {
+        DWORD e = GetLastError();
+        *out = NULL;
+        /* Out of memory is that; any other failure is the text's. */
+        if (e == ERROR_NOT_ENOUGH_MEMORY || e == ERROR_OUTOFMEMORY) {
+            rc = msgpipe__w_error(e);
+        } else {
+            msgpipe__set_os_error((int)e);
+            rc = MSGPIPE_EINVAL;
+        }
+    }
+    msgpipe__free(w);
+    return rc;
+}
+
+int msgpipe__w_sd_create(const msgpipe__opts *o, PSECURITY_DESCRIPTOR *out)
+{
+    int access = o->access;
     /* Two SIDs of at most ~190 characters each plus fixed text. */
     enum { SDDL_CAP = 1024 };
     WCHAR sddl[SDDL_CAP];
@@ -100,6 +134,8 @@ int msgpipe__w_sd_create(int access, PSECURITY_DESCRIPTOR *out)
     int rc, ok;
 
     *out = NULL;
+    if (o->sddl != NULL)
+        return msgpipe__w_sd_from_sddl(o->sddl, out);
     rc = msgpipe__w_token_info(TokenUser, &user);
     if (rc != MSGPIPE_OK)
         goto done;

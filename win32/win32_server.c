@@ -283,9 +283,10 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     rc = msgpipe__w_wide(name, &srv->wname);
     if (rc != MSGPIPE_OK)
         goto fail;
-    rc = msgpipe__w_sd_create(o->access, &srv->sd);
+    rc = msgpipe__w_sd_create(o, &srv->sd);
     if (rc != MSGPIPE_OK)
         goto fail;
+    srv->opts.sddl = NULL; /* the caller's string; srv->sd holds it now */
     srv->inst = (struct msgpipe__w_inst *)msgpipe__calloc((size_t)srv->n,
                                                           sizeof(*srv->inst));
     if (srv->inst == NULL) {

@@ -164,29 +164,34 @@ DWORD msgpipe__w_left(int64_t deadline)
     return left < 0 ? INFINITE : (DWORD)left;
 }
 
-int msgpipe__w_wide(const msgpipe__name *name, WCHAR **out)
+int msgpipe__w_utf16(const char *s, WCHAR **out)
 {
     int n;
     WCHAR *w;
 
     *out = NULL;
-    n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name->sys, -1, NULL,
-                            0);
+    n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
     if (n <= 0) {
         msgpipe__set_os_error((int)GetLastError());
-        return MSGPIPE_EBADNAME;
+        return MSGPIPE_EINVAL;
     }
     w = (WCHAR *)msgpipe__malloc((size_t)n * sizeof(WCHAR));
     if (w == NULL)
         return MSGPIPE_ENOMEM;
-    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name->sys, -1, w,
-                            n) != n) {
+    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
         msgpipe__set_os_error((int)GetLastError());
         msgpipe__free(w);
-        return MSGPIPE_EBADNAME;
+        return MSGPIPE_EINVAL;
     }
     *out = w;
     return MSGPIPE_OK;
+}
+
+int msgpipe__w_wide(const msgpipe__name *name, WCHAR **out)
+{
+    int rc = msgpipe__w_utf16(name->sys, out);
+
+    return rc == MSGPIPE_EINVAL ? MSGPIPE_EBADNAME : rc;
 }
 
 /* ---- Overlapped I/O with a deadline -------------------------------------- */
