@@ -85,18 +85,27 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
 
     if (!SetNamedPipeHandleState(h, &mode, NULL, NULL)) {
         DWORD flags = 0;
+        int byte_pipe;
+
         e = GetLastError();
         /* A byte-type pipe (PIPE_TYPE_BYTE: libuv, Node.js, .NET's byte
          * mode) cannot be read in message mode - Windows refuses with
          * ERROR_INVALID_PARAMETER - and has no message boundaries to
          * keep: not a pipe msgpipe can speak with.  Say so (EPROTO) rather
-         * than "system error"; msgpipe_last_os_error() keeps e. */
-        if (GetNamedPipeInfo(h, &flags, NULL, NULL, NULL) &&
-            !(flags & PIPE_TYPE_MESSAGE)) {
+         * than "system error"; msgpipe_last_os_error() keeps e.  The pipe's
+         * type decides; if the server has disconnected meanwhile it can no
+         * longer be asked, and then the error does: the mode is the only
+         * parameter, and it is valid for every message pipe. */
+        if (GetNamedPipeInfo(h, &flags, NULL, NULL, NULL))
+            byte_pipe = !(flags & PIPE_TYPE_MESSAGE);
+        else
+            byte_pipe = e == ERROR_INVALID_PARAMETER;
+        if (byte_pipe) {
             msgpipe__set_os_error((int)e);
             rc = MSGPIPE_EPROTO;
-        } else
+        } else {
             rc = msgpipe__w_error(e);
+        }
         CloseHandle(h);
         return rc;
     }
