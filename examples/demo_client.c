@@ -13,6 +13,37 @@
 #define SESSIONS 3
 #define CONNECT_TIMEOUT_MS 10000
 
+/* Say why msgpipe_connect() failed, by what the code means here. */
+static void report_connect_failure(int session, const char *name, int rc)
+{
+    printf("client: session %d: ", session);
+    switch (rc) {
+    case MSGPIPE_ENOENT:
+        printf("no server on \"%s\"\n", name);
+        break;
+    case MSGPIPE_ETIMEDOUT:
+        printf("no server on \"%s\" with room for a client within %d s\n", name,
+               CONNECT_TIMEOUT_MS / 1000);
+        break;
+    case MSGPIPE_EBUSY:
+        printf("the server on \"%s\" is busy: every pending slot is taken\n",
+               name);
+        break;
+    case MSGPIPE_EACCES:
+        printf("the server on \"%s\" does not admit this user\n", name);
+        break;
+    case MSGPIPE_EPROTO:
+        /* Windows: a byte-type pipe (libuv, Node.js, .NET's byte mode). */
+        printf("\"%s\" is not a msgpipe server (not a message pipe)\n", name);
+        break;
+    default:
+        printf("cannot connect to \"%s\": %s (%s, system error %d)\n", name,
+               msgpipe_strerror(rc), msgpipe_errname(rc),
+               msgpipe_last_os_error());
+        break;
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "ABC";
@@ -29,8 +60,7 @@ int main(int argc, char **argv)
 
         rc = msgpipe_connect(name, NULL, CONNECT_TIMEOUT_MS, &p);
         if (rc != MSGPIPE_OK) {
-            printf("client: session %d: no server on \"%s\" (%s)\n", session,
-                   name, msgpipe_strerror(rc));
+            report_connect_failure(session, name, rc);
             failed = 1;
             continue;
         }
