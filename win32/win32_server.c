@@ -12,6 +12,7 @@
  */
 #include "win32_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,7 @@ struct msgpipe_server {
      * for why arming an instance forces another look.
      */
     HANDLE conn_ev;
+    HANDLE name_lock; /* see msgpipe__w_name_lock */
     DWORD err; /* a failure met by a scan, for the next accept to report */
     int n;
     int next; /* where the next accept starts looking (fairness) */
@@ -247,6 +249,53 @@ static int msgpipe__w_srv_scan(msgpipe_server *srv)
     return found;
 }
 
+/*
+ * The name lock: two msgpipe servers listening on one name at the same
+ * moment must have exactly one winner.  The instance count below cannot
+ * decide between them (both may see two instances and both give up), so
+ * a server first creates a named event for the pipe name and holds it for
+ * its life, as the POSIX backend holds NAME.lock with flock.  Creating a
+ * named object is atomic: whoever finds it existing (ERROR_ALREADY_EXISTS)
+ * or cannot open it (ERROR_ACCESS_DENIED: another user's server) has lost,
+ * and the system removes the object when its last handle closes, also when
+ * a server crashes.  The object's name is a hash of the pipe name, since
+ * pipe names may hold backslashes and be longer than an object name; pipe
+ * names are case-insensitive, so ASCII letters are folded first.  The
+ * "Local\" namespace is one logon session; servers in different sessions
+ * still rely on FILE_FLAG_FIRST_PIPE_INSTANCE and the instance count.
+ */
+static int msgpipe__w_name_lock(const WCHAR *wname, HANDLE *out)
+{
+    uint64_t h = 14695981039346656037u; /* FNV-1a, 64 bits */
+    WCHAR obj[64];
+    const WCHAR *c;
+    HANDLE ev;
+    DWORD e;
+
+    for (c = wname; *c != 0; c++) {
+        WCHAR ch = (*c >= L'A' && *c <= L'Z') ? (WCHAR)(*c - L'A' + L'a') : *c;
+        h = (h ^ (uint64_t)(ch & 0xff)) * 1099511628211u;
+        h = (h ^ (uint64_t)(ch >> 8)) * 1099511628211u;
+    }
+    _snwprintf(obj, sizeof(obj) / sizeof(obj[0]),
+               L"Local\\msgpipe-listen-%08lx%08lx", (unsigned long)(h >> 32),
+               (unsigned long)(h & 0xffffffffu));
+    obj[sizeof(obj) / sizeof(obj[0]) - 1] = 0;
+    ev = CreateEventW(NULL, TRUE, FALSE, obj);
+    e = GetLastError();
+    if (ev != NULL && e != ERROR_ALREADY_EXISTS) {
+        *out = ev;
+        return MSGPIPE_OK;
+    }
+    if (ev != NULL)
+        CloseHandle(ev);
+    if (ev != NULL || e == ERROR_ACCESS_DENIED) {
+        msgpipe__set_os_error(ERROR_ACCESS_DENIED);
+        return MSGPIPE_EADDRINUSE;
+    }
+    return msgpipe__w_error(e);
+}
+
 static void msgpipe__w_server_free(msgpipe_server *srv)
 {
     int i;
@@ -262,6 +311,10 @@ static void msgpipe__w_server_free(msgpipe_server *srv)
         CloseHandle(srv->stop_ev);
     if (srv->sd != NULL)
         LocalFree(srv->sd);
+    /* Last: the name is free for the next server only once our instances
+     * are closed. */
+    if (srv->name_lock != NULL)
+        CloseHandle(srv->name_lock);
     msgpipe__free(srv->wname);
     msgpipe__free(srv);
 }
@@ -281,6 +334,9 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     srv->n = o->pending < MSGPIPE__W_PENDING_MAX ? o->pending
                                                  : MSGPIPE__W_PENDING_MAX;
     rc = msgpipe__w_wide(name, &srv->wname);
+    if (rc != MSGPIPE_OK)
+        goto fail;
+    rc = msgpipe__w_name_lock(srv->wname, &srv->name_lock);
     if (rc != MSGPIPE_OK)
         goto fail;
     rc = msgpipe__w_sd_create(o, &srv->sd);
@@ -312,8 +368,9 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
      * The first instance.  FILE_FLAG_FIRST_PIPE_INSTANCE makes this fail
      * if the name exists.  A second line of defence, for systems that
      * ignore that flag (Wine 8 does): if our "first" instance is not the
-     * only one, somebody else has the name.  Two servers starting at the
-     * same moment may both see two instances; then each closes its own and
+     * only one, somebody else has the name.  Two msgpipe servers in one
+     * session never get here together (the name lock); two in different
+     * sessions may both see two instances; then each closes its own and
      * tries again after a pause that differs between them, so that one of
      * them wins.  Neither can win while the other keeps an instance, so
      * never both; a live server keeps its instances, so a listen on its
