@@ -154,9 +154,14 @@ int msgpipe__w_sd_create(const msgpipe__opts *o, PSECURITY_DESCRIPTOR *out)
         }
     }
 
-    /* "D:P" - a protected DACL: nothing is inherited from elsewhere. */
+    /* "O:" - the server's user owns the pipe, which is what a client's
+     * require_same_user checks (Windows's default owner would be the
+     * Administrators group for an elevated administrator).  "D:P" - a
+     * protected DACL: nothing is inherited from elsewhere. */
     sddl[0] = 0;
-    ok = msgpipe__w_append(sddl, SDDL_CAP, L"D:P") &&
+    ok = msgpipe__w_append(sddl, SDDL_CAP, L"O:") &&
+         msgpipe__w_append(sddl, SDDL_CAP, user_s) &&
+         msgpipe__w_append(sddl, SDDL_CAP, L"D:P") &&
          msgpipe__w_append_ace(sddl, SDDL_CAP, L"GA", user_s) &&
          msgpipe__w_append_ace(sddl, SDDL_CAP, L"GA", L"SY");
     if (ok && group_s != NULL)
