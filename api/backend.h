@@ -34,6 +34,7 @@ typedef struct msgpipe__opts {
     /* The identity checks are done by the core (api/core.c) with
      * msgpipe__b_peer; a backend does not look at them. */
     int64_t require_server_uid; /* -1: none */
+    int require_same_user;      /* 0 or 1 (the FIFO connect reads it too) */
     int64_t *allow_uids;        /* a copy owned by the server, or NULL */
     size_t n_allow_uids;
     /* Windows: the caller's SDDL string (UTF-8) or NULL; valid only during
@@ -200,6 +201,19 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms);
 
 /* Peer process identity, as recorded by the system. */
 int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info);
+
+/* The peer's user as text (msgpipe_peer_user); the core has checked the
+ * arguments and set *len to 0.  Use msgpipe__put_text to hand it back. */
+int msgpipe__b_peer_user(msgpipe *p, char *buf, size_t cap, size_t *len);
+
+/* On a client: MSGPIPE_OK if its server runs as this process's user,
+ * MSGPIPE_EACCES if not, or the error that kept it from telling. */
+int msgpipe__b_same_user(msgpipe *p);
+
+/* Copy the NUL-terminated text to buf as msgpipe_peer_user documents:
+ * MSGPIPE_OK with *len its length, or ENOBUFS with *len the size needed
+ * (with the NUL) and buf untouched (api/core.c). */
+int msgpipe__put_text(const char *text, char *buf, size_t cap, size_t *len);
 
 /* Graceful close (see msgpipe_close) and free. */
 void msgpipe__b_close(msgpipe *p);

@@ -115,6 +115,7 @@ void msgpipe_options_init_size(msgpipe_options *opt, size_t opt_size)
     d.n_allow_uids = 0;
     d.require_server_uid = -1;
     d.sddl = NULL;
+    d.require_same_user = 0;
     /* A program built against an older, smaller struct gets only the
      * fields it knows; one built against a newer, larger struct gets ours
      * and zeroes for the rest. */
@@ -139,6 +140,7 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
     o->allow_uids = NULL;
     o->n_allow_uids = 0;
     o->sddl = NULL;
+    o->require_same_user = 0;
     if (opt == NULL)
         return MSGPIPE_OK;
     if (opt->struct_size < sizeof(uint32_t) ||
@@ -185,6 +187,12 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
     /* Checked by msgpipe_listen(); a client ignores it. */
     if (MSGPIPE__HAS(opt, sddl))
         o->sddl = opt->sddl;
+    /* A struct from before this field has none: no check. */
+    if (MSGPIPE__HAS(opt, require_same_user)) {
+        if (opt->require_same_user != 0 && opt->require_same_user != 1)
+            return MSGPIPE_EINVAL;
+        o->require_same_user = opt->require_same_user;
+    }
     return MSGPIPE_OK;
 }
 
@@ -355,6 +363,14 @@ int msgpipe_connect(const char *name, const msgpipe_options *opt,
             *out = NULL;
         }
     }
+    if (rc == MSGPIPE_OK && o.require_same_user) {
+        /* Likewise: does the server run as this user? */
+        rc = msgpipe__b_same_user(*out);
+        if (rc != MSGPIPE_OK) {
+            msgpipe__b_close(*out);
+            *out = NULL;
+        }
+    }
     return rc;
 }
 
@@ -438,6 +454,28 @@ int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info)
     if (p == NULL || info == NULL)
         return MSGPIPE_EINVAL;
     return msgpipe__b_peer(p, info);
+}
+
+int msgpipe_peer_user(msgpipe *p, char *buf, size_t cap, size_t *len)
+{
+    if (len != NULL)
+        *len = 0;
+    if (p == NULL || len == NULL || (buf == NULL && cap > 0))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_peer_user(p, buf, cap, len);
+}
+
+int msgpipe__put_text(const char *text, char *buf, size_t cap, size_t *len)
+{
+    size_t n = strlen(text);
+
+    if (n >= cap) {
+        *len = n + 1;
+        return MSGPIPE_ENOBUFS;
+    }
+    memcpy(buf, text, n + 1);
+    *len = n;
+    return MSGPIPE_OK;
 }
 
 void msgpipe_close(msgpipe *p)

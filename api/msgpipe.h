@@ -225,6 +225,22 @@ typedef struct msgpipe_options {
      * msgpipe_listen() when set (nothing is created).  msgpipe_connect()
      * ignores it. */
     const char *sddl;
+    /* Client: the server must run as the calling user, checked before
+     * msgpipe_connect() returns and before anything is sent
+     * (MSGPIPE_EACCES otherwise: the pipe is closed and nothing was sent;
+     * a squatter that took the name first is refused so).  POSIX: the
+     * server's effective user id, from the peer credentials, must equal
+     * geteuid(); with the FIFO transport the server's FIFO must also
+     * belong to this user, and connect waits for the server to accept (as
+     * with require_server_uid).  Windows: the owner of the server's pipe
+     * (GetSecurityInfo) must be the user SID of this process's token - the
+     * check of .NET's PipeOptions.CurrentUserOnly; a msgpipe server makes
+     * its user the owner, but with an sddl that names no owner ("O:") the
+     * owner is Windows's default, which for an elevated administrator is
+     * the Administrators group, and then this check refuses it.  0 (the
+     * default) makes no check, 1 this one; other values are
+     * MSGPIPE_EINVAL.  A server ignores it. */
+    int require_same_user;
 } msgpipe_options;
 
 /* msgpipe_options_init_size - fill *opt with the defaults; opt_size is the
@@ -338,12 +354,12 @@ MSGPIPE_EXTERN void msgpipe_server_close(msgpipe_server *srv);
 /*
  * msgpipe_connect - connect to the server listening on `name`.
  *
- * opt may be NULL for the defaults (only max_message and linger_ms apply to
- * a client).  With timeout_ms 0 it makes one attempt: ENOENT if no server
- * listens there, EBUSY if the server has no free pending slot.  Otherwise it
- * waits, retrying, for a server to appear and to have room, up to
- * timeout_ms; then ETIMEDOUT.  On success *out is a new pipe owned by the
- * caller (release it with msgpipe_close()).
+ * opt may be NULL for the defaults (a client uses max_message, linger_ms,
+ * require_server_uid and require_same_user).  With timeout_ms 0 it makes one
+ * attempt: ENOENT if no server listens there, EBUSY if the server has no free
+ * pending slot.  Otherwise it waits, retrying, for a server to appear and to
+ * have room, up to timeout_ms; then ETIMEDOUT.  On success *out is a new pipe
+ * owned by the caller (release it with msgpipe_close()).
  *
  * Windows: EPROTO means the pipe on that name is not a message pipe - a
  * byte-type pipe (PIPE_TYPE_BYTE), as libuv, Node.js and .NET's byte mode
@@ -352,10 +368,12 @@ MSGPIPE_EXTERN void msgpipe_server_close(msgpipe_server *srv);
  * error" text and msgpipe_last_os_error() the system's error.
  *
  * Errors: EINVAL, EBADNAME, ENAMETOOLONG, ENOTSUP, ENOENT, EBUSY, ETIMEDOUT,
- * EACCES (the server does not admit this user), ECLOSED (FIFO transport
- * with require_server_uid: the server closed before accepting), EPROTO
- * (Windows: not a message pipe; FIFO transport with require_server_uid: a
- * malformed answer), EMFILE, ENOMEM, EIO.
+ * EACCES (the server does not admit this user, or does not run as the
+ * user require_server_uid or require_same_user asks for: then the pipe
+ * is closed and nothing was sent), ECLOSED (FIFO transport with
+ * require_server_uid or require_same_user: the server closed before
+ * accepting), EPROTO (Windows: not a message pipe; FIFO transport with
+ * either: a malformed answer), EMFILE, ENOMEM, EIO.
  */
 MSGPIPE_EXTERN int msgpipe_connect(const char *name, const msgpipe_options *opt,
                                    int timeout_ms, msgpipe **out);
@@ -465,7 +483,10 @@ MSGPIPE_EXTERN int msgpipe_recv_alloc(msgpipe *p, void **msg, size_t *len,
  * runtime than the program. */
 MSGPIPE_EXTERN void msgpipe_free(void *msg);
 
-/* Who is at the other end of a pipe. */
+/* Who is at the other end of a pipe.  This struct does not grow: what
+ * else msgpipe learns about a peer comes with calls of its own (such as
+ * msgpipe_peer_user), so a program built against it keeps working with a
+ * newer library. */
 typedef struct msgpipe_peer_info {
     int64_t pid; /* process id, or -1 if the system cannot tell */
     int64_t uid; /* POSIX effective user id, or -1 (always -1 on Windows) */
@@ -488,6 +509,38 @@ typedef struct msgpipe_peer_info {
  * accepting this client), EIO.
  */
 MSGPIPE_EXTERN int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info);
+
+/*
+ * msgpipe_peer_user - the user the process at the other end of p runs as,
+ * as text: on POSIX its effective user id in decimal ("1000", from the
+ * same peer credentials as msgpipe_peer), on Windows its SID
+ * ("S-1-5-21-..."), both on either end of any transport.
+ *
+ * The text and its terminating NUL are copied to buf (cap bytes; buf may
+ * be NULL when cap is 0), and *len is set to its length without the NUL.
+ * If it does not fit, MSGPIPE_ENOBUFS: *len is then the size needed,
+ * including the NUL, and buf is not written.  The caller owns buf.
+ *
+ * Windows: a server learns its client's user from the client's token
+ * (ImpersonateNamedPipeClient at the identification level msgpipe's
+ * clients allow, then TokenUser, then the calling thread's own identity
+ * is restored); a client learns its server's user as the owner of the
+ * server's pipe (GetSecurityInfo).  Some Windows versions can tell a
+ * server its client's token only once a message from that client has
+ * been received: before that this is MSGPIPE_ENOTSUP, with
+ * ERROR_CANNOT_IMPERSONATE (1368) as msgpipe_last_os_error() - receive a
+ * message first.  A client that opened the pipe with anonymous-level
+ * security (SECURITY_ANONYMOUS) cannot be identified: EACCES.
+ *
+ * Blocks as msgpipe_peer does: not at all, except with the POSIX FIFO
+ * transport on a client the server has not accepted yet.
+ *
+ * Errors: EINVAL (p or len NULL, buf NULL with cap > 0), ENOBUFS, ENOTSUP,
+ * EACCES, ETIMEDOUT and ECLOSED (FIFO transport, as msgpipe_peer), ENOMEM,
+ * EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_peer_user(msgpipe *p, char *buf, size_t cap,
+                                     size_t *len);
 
 /*
  * msgpipe_close - close a pipe and release it.

@@ -771,8 +771,9 @@ static int msgpipe__send_request(const msgpipe__name *name,
         close(fd);
         return MSGPIPE_ENOENT;
     }
-    if (o->require_server_uid >= 0 &&
-        (int64_t)st.st_uid != o->require_server_uid) {
+    if ((o->require_server_uid >= 0 &&
+         (int64_t)st.st_uid != o->require_server_uid) ||
+        (o->require_same_user && st.st_uid != geteuid())) {
         /* Not even the request goes to a server of the wrong user. */
         close(fd);
         msgpipe__set_os_error(EPERM);

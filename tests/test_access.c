@@ -13,6 +13,7 @@
 #endif
 #include "support.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,12 +70,45 @@ static void test_uid_options_are_checked(void **state)
 
 /* ---- POSIX: a client running as another user --------------------------- */
 
+/* Child "serve": listen on name, open to every user, and accept clients
+ * until none comes for 2 s: exit 0 if none of them sent anything (a
+ * client that leaves without sending is passed over), 99 if one did, else
+ * -rc of what failed. */
+static int serve_until_quiet(const char *name)
+{
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    msgpipe *a = NULL;
+    char buf[16];
+    size_t len = 0;
+    int rc;
+
+    msgpipe_options_init(&o);
+    o.access = MSGPIPE_ACCESS_WORLD;
+    rc = msgpipe_listen(name, &o, &srv);
+    if (rc != MSGPIPE_OK)
+        return -rc;
+    for (;;) {
+        rc = msgpipe_accept(srv, 2000, &a);
+        if (rc != MSGPIPE_OK)
+            break;
+        rc = msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T);
+        msgpipe_close(a);
+        if (rc != MSGPIPE_ECLOSED)
+            break;
+    }
+    msgpipe_server_close(srv);
+    if (rc == MSGPIPE_ETIMEDOUT)
+        return 0;
+    return rc == MSGPIPE_OK ? 99 : -rc;
+}
+
 /* Child: become uid/gid (with gid as the only group), connect to name, and
  * report.  Modes: "connect" exits with -rc of msgpipe_connect (timeout 0);
  * "hello" connects (waiting), sends "hi" and expects the pipe to stay up
  * for the answer "ok" (exit 0), or exits with -rc of what failed;
  * "dropped" connects and expects MSGPIPE_ECLOSED before any message (exit
- * 0). */
+ * 0); "serve" is serve_until_quiet. */
 static int child_as(int argc, char **argv)
 {
     uid_t uid = (uid_t)strtol(argv[1], NULL, 10);
@@ -90,6 +124,8 @@ static int child_as(int argc, char **argv)
         perror("child: cannot change user");
         return 100;
     }
+    if (strcmp(mode, "serve") == 0)
+        return serve_until_quiet(name);
     if (strcmp(mode, "connect") == 0) {
         rc = msgpipe_connect(name, NULL, 0, &p);
         msgpipe_close(p);
@@ -334,6 +370,292 @@ static void test_client_can_require_the_server_uid(void **state)
     }
     assert_int_equal(ac.got, 1);
     msgpipe_server_close(srv);
+}
+#endif
+
+/* ---- The peer's user, and require_same_user ----------------------------- */
+
+/* This process's user as msgpipe_peer_user gives it, found here
+ * independently of the library. */
+static void own_user(char *buf, size_t cap)
+{
+#ifdef _WIN32
+    HANDLE tok;
+    BYTE ubuf[256];
+    DWORD n;
+    char *text = NULL;
+
+    assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &tok));
+    assert_true(GetTokenInformation(tok, TokenUser, ubuf, sizeof(ubuf), &n));
+    CloseHandle(tok);
+    assert_true(ConvertSidToStringSidA(((TOKEN_USER *)ubuf)->User.Sid, &text));
+    assert_true(strlen(text) < cap);
+    strcpy(buf, text);
+    LocalFree(text);
+    assert_true(strncmp(buf, "S-1-", 4) == 0);
+#else
+    snprintf(buf, cap, "%ld", (long)getuid());
+#endif
+}
+
+typedef struct {
+    msgpipe_server *srv;
+    int rc;
+    int got; /* messages the accepted client sent before it went */
+} counter;
+
+static void *counter_main(void *arg)
+{
+    counter *ac = (counter *)arg;
+    msgpipe *a = NULL;
+    char buf[8];
+    size_t len;
+
+    ac->rc = msgpipe_accept(ac->srv, SUP_T, &a);
+    if (ac->rc != MSGPIPE_OK)
+        return NULL;
+    while (msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T) == MSGPIPE_OK)
+        ac->got++;
+    msgpipe_close(a);
+    return NULL;
+}
+
+/* A connected pair on a new name; the client has sent "hi" and the server
+ * received it (some Windows versions identify a client only then). */
+static void connected_pair(msgpipe_server **srv, msgpipe **c, msgpipe **a)
+{
+    char name[96], buf[8];
+    size_t len = 0;
+
+    sup_name(name, sizeof(name), "acc");
+    assert_rc(msgpipe_listen(name, NULL, srv), MSGPIPE_OK);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, c), MSGPIPE_OK);
+    assert_rc(msgpipe_send(*c, "hi", 2, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(*srv, SUP_T, a), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(*a, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 2);
+}
+
+static void test_peer_user_of_each_end_is_this_user(void **state)
+{
+    (void)state;
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL, *a = NULL;
+    char me[256], got[256];
+    size_t len = 0;
+
+    own_user(me, sizeof(me));
+    connected_pair(&srv, &c, &a);
+    /* The server end: its client's user. */
+    assert_rc(msgpipe_peer_user(a, got, sizeof(got), &len), MSGPIPE_OK);
+    assert_string_equal(got, me);
+    assert_int_equal(len, strlen(me));
+    /* The client end: its server's user. */
+    len = 0;
+    assert_rc(msgpipe_peer_user(c, got, sizeof(got), &len), MSGPIPE_OK);
+    assert_string_equal(got, me);
+    assert_int_equal(len, strlen(me));
+    msgpipe_close(c);
+    msgpipe_close(a);
+    msgpipe_server_close(srv);
+}
+
+static void test_peer_user_too_small_is_enobufs_with_the_size(void **state)
+{
+    (void)state;
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL, *a = NULL;
+    char me[256], got[256];
+    size_t len = 0, need;
+
+    own_user(me, sizeof(me));
+    need = strlen(me) + 1;
+    connected_pair(&srv, &c, &a);
+    /* One byte short (no room for the NUL): the size needed, buf as it
+     * was. */
+    memset(got, 'x', sizeof(got));
+    assert_rc(msgpipe_peer_user(c, got, need - 1, &len), MSGPIPE_ENOBUFS);
+    assert_int_equal(len, need);
+    assert_int_equal(got[0], 'x');
+    /* No buffer at all: the size too. */
+    len = 0;
+    assert_rc(msgpipe_peer_user(a, NULL, 0, &len), MSGPIPE_ENOBUFS);
+    assert_int_equal(len, need);
+    /* Exactly that much is enough. */
+    assert_rc(msgpipe_peer_user(a, got, need, &len), MSGPIPE_OK);
+    assert_int_equal(len, need - 1);
+    assert_string_equal(got, me);
+    msgpipe_close(c);
+    msgpipe_close(a);
+    msgpipe_server_close(srv);
+}
+
+static void test_peer_user_arguments_are_checked(void **state)
+{
+    (void)state;
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL, *a = NULL;
+    char got[64];
+    size_t len = 7;
+
+    assert_rc(msgpipe_peer_user(NULL, got, sizeof(got), &len), MSGPIPE_EINVAL);
+    assert_int_equal(len, 0);
+    connected_pair(&srv, &c, &a);
+    assert_rc(msgpipe_peer_user(c, got, sizeof(got), NULL), MSGPIPE_EINVAL);
+    assert_rc(msgpipe_peer_user(c, NULL, 8, &len), MSGPIPE_EINVAL);
+    msgpipe_close(c);
+    msgpipe_close(a);
+    msgpipe_server_close(srv);
+}
+
+static void test_require_same_user_is_checked(void **state)
+{
+    (void)state;
+    msgpipe_options o;
+    msgpipe *c = NULL;
+    char name[96];
+
+    sup_name(name, sizeof(name), "acc");
+    msgpipe_options_init(&o);
+    assert_int_equal(o.require_same_user, 0);
+    o.require_same_user = 2;
+    assert_rc(msgpipe_connect(name, &o, 0, &c), MSGPIPE_EINVAL);
+    o.require_same_user = -1;
+    assert_rc(msgpipe_connect(name, &o, 0, &c), MSGPIPE_EINVAL);
+    assert_null(c);
+}
+
+static void
+test_options_without_require_same_user_field_check_nothing(void **state)
+{
+    (void)state;
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL, *a = NULL;
+    char name[96];
+
+    sup_name(name, sizeof(name), "acc");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    /* A program built before the field: its struct ends before it. */
+    memset(&o, 0xAB, sizeof(o));
+    msgpipe_options_init_size(&o, offsetof(msgpipe_options, require_same_user));
+    o.require_same_user = 2; /* beyond struct_size: must not be read */
+    assert_rc(msgpipe_connect(name, &o, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, SUP_T, &a), MSGPIPE_OK);
+    msgpipe_close(c);
+    msgpipe_close(a);
+    msgpipe_server_close(srv);
+}
+
+static void test_require_same_user_connects_to_our_own_server(void **state)
+{
+    (void)state;
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    msgpipe *c = NULL;
+    counter ac;
+    sup_thread *t;
+    char name[96];
+
+    sup_name(name, sizeof(name), "acc");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    ac.srv = srv;
+    ac.rc = MSGPIPE_EIO;
+    ac.got = 0;
+    /* Accepting meanwhile: the FIFO transport's connect waits for it. */
+    t = sup_thread_start(counter_main, &ac);
+    msgpipe_options_init(&o);
+    o.require_same_user = 1;
+    assert_rc(msgpipe_connect(name, &o, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, "x", 1, SUP_T), MSGPIPE_OK);
+    msgpipe_close(c);
+    sup_thread_join(t);
+    assert_rc(ac.rc, MSGPIPE_OK);
+    assert_int_equal(ac.got, 1);
+    msgpipe_server_close(srv);
+}
+
+static void test_require_same_user_refuses_another_users_server(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    if (sup_is_wine()) {
+        SUP_SKIP("Wine runs every process as one user: a server of another "
+                 "user cannot be made");
+        return;
+    }
+    SUP_SKIP("needs a second Windows account to run the server as");
+#else
+    msgpipe_options o;
+    msgpipe *c = NULL;
+    sup_proc *server;
+    char name[128];
+
+    if (geteuid() != 0) {
+        SUP_SKIP("needs root, to run a server as another user");
+        return;
+    }
+    tmp_name(name, sizeof(name));
+    server = spawn_as(NOBODY, NOBODY, "serve", name);
+    /* Waits for the server to appear, then refuses it. */
+    msgpipe_options_init(&o);
+    o.require_same_user = 1;
+    assert_rc(msgpipe_connect(name, &o, SUP_T, &c), MSGPIPE_EACCES);
+    assert_null(c);
+    /* The server got nothing from that client (with the FIFO transport
+     * not even a request): it says so once no client has come for 2 s. */
+    assert_int_equal(sup_proc_wait(server), 0);
+#endif
+}
+
+#ifdef _WIN32
+static void test_require_same_user_refuses_a_pipe_owned_by_another(void **state)
+{
+    (void)state;
+    msgpipe_options o;
+    msgpipe *c = NULL;
+    char name[96], sys[300];
+    WCHAR wsys[300];
+    SECURITY_ATTRIBUTES sa;
+    PSECURITY_DESCRIPTOR sd = NULL;
+    HANDLE squat, second;
+
+    /* A message pipe made with raw Win32, owned by the Administrators
+     * group rather than by this user (as a squatter's, or a server's of
+     * another user, is owned by somebody else).  Everybody may connect. */
+    sup_name(name, sizeof(name), "acc");
+    sup_sys_name(name, sys, sizeof(sys));
+    MultiByteToWideChar(CP_UTF8, 0, sys, -1, wsys, 300);
+    assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorA(
+        "O:BAD:(A;;GA;;;WD)", SDDL_REVISION_1, &sd, NULL));
+    sa.nLength = sizeof(sa);
+    sa.lpSecurityDescriptor = sd;
+    sa.bInheritHandle = FALSE;
+    squat =
+        CreateNamedPipeW(wsys, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
+                         PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT,
+                         PIPE_UNLIMITED_INSTANCES, 4096, 4096, 0, &sa);
+    /* Two instances: one for each connect below. */
+    second =
+        CreateNamedPipeW(wsys, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
+                         PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT,
+                         PIPE_UNLIMITED_INSTANCES, 4096, 4096, 0, &sa);
+    LocalFree(sd);
+    if (squat == INVALID_HANDLE_VALUE) {
+        SUP_SKIP("this user may not make the Administrators group the owner "
+                 "of a pipe (not an administrator)");
+        return;
+    }
+    msgpipe_options_init(&o);
+    o.require_same_user = 1;
+    assert_true(second != INVALID_HANDLE_VALUE);
+    assert_rc(msgpipe_connect(name, &o, SUP_T, &c), MSGPIPE_EACCES);
+    assert_null(c);
+    /* Without the option the same pipe is a server like any other. */
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, &c), MSGPIPE_OK);
+    msgpipe_close(c);
+    CloseHandle(second);
+    CloseHandle(squat);
 }
 #endif
 
@@ -583,7 +905,17 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uid_options_are_checked),
         cmocka_unit_test(test_other_user_cannot_connect_to_default_server),
+        cmocka_unit_test(test_peer_user_of_each_end_is_this_user),
+        cmocka_unit_test(test_peer_user_too_small_is_enobufs_with_the_size),
+        cmocka_unit_test(test_peer_user_arguments_are_checked),
+        cmocka_unit_test(test_require_same_user_is_checked),
+        cmocka_unit_test(
+            test_options_without_require_same_user_field_check_nothing),
+        cmocka_unit_test(test_require_same_user_connects_to_our_own_server),
+        cmocka_unit_test(test_require_same_user_refuses_another_users_server),
 #ifdef _WIN32
+        cmocka_unit_test(
+            test_require_same_user_refuses_a_pipe_owned_by_another),
         cmocka_unit_test(test_default_dacl_admits_only_this_user),
         cmocka_unit_test(test_squatter_on_the_name_is_refused),
         cmocka_unit_test(test_sddl_sets_the_dacl_and_admits_a_client),

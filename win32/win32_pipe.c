@@ -8,6 +8,9 @@
  */
 #include "win32_internal.h"
 
+#include <aclapi.h>
+#include <sddl.h>
+
 /* ---- Backend description ------------------------------------------------- */
 
 /*
@@ -136,4 +139,156 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
     info->uid = -1;
     info->gid = -1;
     return MSGPIPE_OK;
+}
+
+/* The TOKEN_USER of the token tok, from msgpipe__malloc(). */
+static int msgpipe__w_token_user(HANDLE tok, TOKEN_USER **out)
+{
+    DWORD need = 0;
+    void *buf;
+
+    *out = NULL;
+    if (!GetTokenInformation(tok, TokenUser, NULL, 0, &need) &&
+        GetLastError() != ERROR_INSUFFICIENT_BUFFER)
+        return msgpipe__w_error(GetLastError());
+    buf = msgpipe__malloc(need ? need : 1);
+    if (buf == NULL)
+        return MSGPIPE_ENOMEM;
+    if (!GetTokenInformation(tok, TokenUser, buf, need, &need)) {
+        DWORD e = GetLastError();
+        msgpipe__free(buf);
+        return msgpipe__w_error(e);
+    }
+    *out = (TOKEN_USER *)buf;
+    return MSGPIPE_OK;
+}
+
+/* The user of this process (its process token, not a thread's
+ * impersonation token: as the server's pipe belongs to its process). */
+static int msgpipe__w_own_user(TOKEN_USER **out)
+{
+    HANDLE tok;
+    int rc;
+
+    *out = NULL;
+    if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &tok))
+        return msgpipe__w_error(GetLastError());
+    rc = msgpipe__w_token_user(tok, out);
+    CloseHandle(tok);
+    return rc;
+}
+
+/* Server end: the user of the client's token.  The client allows
+ * identification (SECURITY_IDENTIFICATION): enough to query the token.
+ * The calling thread is given back the identity it had - its own, or an
+ * impersonation it was already doing - before this returns. */
+static int msgpipe__w_client_user(msgpipe *p, TOKEN_USER **out)
+{
+    HANDLE prev = NULL, tok = NULL;
+    DWORD e = 0;
+    int rc;
+
+    *out = NULL;
+    if (!OpenThreadToken(GetCurrentThread(), TOKEN_IMPERSONATE, TRUE, &prev))
+        prev = NULL; /* not impersonating (ERROR_NO_TOKEN) */
+    if (!ImpersonateNamedPipeClient(p->h)) {
+        e = GetLastError();
+        if (prev != NULL)
+            CloseHandle(prev);
+        if (e == ERROR_CANNOT_IMPERSONATE) {
+            /* Nothing read from this client yet (some Windows versions). */
+            msgpipe__set_os_error((int)e);
+            return MSGPIPE_ENOTSUP;
+        }
+        return msgpipe__w_error(e);
+    }
+    if (!OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, TRUE, &tok)) {
+        e = GetLastError();
+        tok = NULL;
+    }
+    /* Never leave the thread acting as the client. */
+    if (prev == NULL || !SetThreadToken(NULL, prev))
+        RevertToSelf();
+    if (prev != NULL)
+        CloseHandle(prev);
+    if (tok == NULL) {
+        /* An anonymous-level client cannot be identified. */
+        if (e == ERROR_CANT_OPEN_ANONYMOUS) {
+            msgpipe__set_os_error((int)e);
+            return MSGPIPE_EACCES;
+        }
+        return msgpipe__w_error(e);
+    }
+    rc = msgpipe__w_token_user(tok, out);
+    CloseHandle(tok);
+    return rc;
+}
+
+/* Client end: the owner of the server's pipe, in *sd (LocalFree it). */
+static int msgpipe__w_pipe_owner(msgpipe *p, PSID *owner,
+                                 PSECURITY_DESCRIPTOR *sd)
+{
+    DWORD e;
+
+    *owner = NULL;
+    *sd = NULL;
+    e = GetSecurityInfo(p->h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION,
+                        owner, NULL, NULL, NULL, sd);
+    if (e != ERROR_SUCCESS)
+        return msgpipe__w_error(e);
+    if (*owner == NULL) {
+        LocalFree(*sd);
+        *sd = NULL;
+        return msgpipe__w_error(ERROR_INVALID_OWNER);
+    }
+    return MSGPIPE_OK;
+}
+
+int msgpipe__b_peer_user(msgpipe *p, char *buf, size_t cap, size_t *len)
+{
+    PSECURITY_DESCRIPTOR sd = NULL;
+    TOKEN_USER *user = NULL;
+    PSID sid;
+    char *text = NULL;
+    int rc;
+
+    if (p->server_end) {
+        rc = msgpipe__w_client_user(p, &user);
+        sid = user != NULL ? user->User.Sid : NULL;
+    } else {
+        rc = msgpipe__w_pipe_owner(p, &sid, &sd);
+    }
+    if (rc == MSGPIPE_OK) {
+        /* SID strings are ASCII: the same text in UTF-8. */
+        if (ConvertSidToStringSidA(sid, &text)) {
+            rc = msgpipe__put_text(text, buf, cap, len);
+            LocalFree(text);
+        } else {
+            rc = msgpipe__w_error(GetLastError());
+        }
+    }
+    msgpipe__free(user);
+    if (sd != NULL)
+        LocalFree(sd);
+    return rc;
+}
+
+int msgpipe__b_same_user(msgpipe *p)
+{
+    PSECURITY_DESCRIPTOR sd = NULL;
+    TOKEN_USER *me = NULL;
+    PSID owner;
+    int rc;
+
+    rc = msgpipe__w_pipe_owner(p, &owner, &sd);
+    if (rc == MSGPIPE_OK)
+        rc = msgpipe__w_own_user(&me);
+    if (rc == MSGPIPE_OK && !EqualSid(owner, me->User.Sid)) {
+        msgpipe__set_os_error(ERROR_ACCESS_DENIED);
+        rc = MSGPIPE_EACCES;
+    }
+    msgpipe__free(me);
+    if (sd != NULL)
+        LocalFree(sd);
+    return rc;
 }
