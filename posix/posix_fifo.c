@@ -209,19 +209,6 @@ static void msgpipe__remove_conn_files(const char *c2s, const char *s2c,
         rmdir(dir);
 }
 
-static mode_t msgpipe__fifo_mode(int access)
-{
-    /* Others only ever need to write requests. */
-    switch (access) {
-    case MSGPIPE_ACCESS_WORLD:
-        return 0622;
-    case MSGPIPE_ACCESS_GROUP:
-        return 0620;
-    default:
-        return 0600;
-    }
-}
-
 /* ---- Server ------------------------------------------------------------- */
 
 /* mkfifo() found the name taken: a dead server's FIFO (no reader) is
@@ -248,7 +235,7 @@ static int msgpipe__fifo_reclaim(const char *path)
 int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
                       msgpipe_server **out)
 {
-    mode_t mode = msgpipe__fifo_mode(o->access);
+    mode_t mode = msgpipe__p_mode(o->access, 1);
     msgpipe_server *s;
     struct stat st;
     int rc, tries;

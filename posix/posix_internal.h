@@ -7,7 +7,10 @@
  * of them.  A transport makes them: posix_socket.c with AF_UNIX sockets
  * (the default), posix_fifo.c with FIFOs (MSGPIPE_POSIX_TRANSPORT=fifo);
  * exactly one is built, and it implements the msgpipe__t_* hooks below
- * besides listen, accept, connect and peer identity.
+ * besides listen, accept, connect and peer identity.  posix_security.c
+ * (the twin of win32/win32_security.c) gives the modes that carry the
+ * access option, and the peer's user for msgpipe_peer_user and
+ * require_same_user.
  */
 #ifndef MSGPIPE_POSIX_INTERNAL_H
 #define MSGPIPE_POSIX_INTERNAL_H
@@ -222,5 +225,9 @@ int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out);
 
 /* A new pipe without descriptors yet (fd and wfd -1): OK or ENOMEM. */
 int msgpipe__pipe_alloc(const msgpipe__opts *o, msgpipe **out);
+
+/* posix_security.c: the mode of a server's name for the access option;
+ * requests_only for a FIFO others only write requests to. */
+mode_t msgpipe__p_mode(int access, int requests_only);
 
 #endif /* MSGPIPE_POSIX_INTERNAL_H */

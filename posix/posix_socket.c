@@ -98,18 +98,6 @@ static socklen_t msgpipe__addr(const msgpipe__name *n, struct sockaddr_un *sa)
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n->len + 1);
 }
 
-static mode_t msgpipe__mode(int access)
-{
-    switch (access) {
-    case MSGPIPE_ACCESS_WORLD:
-        return 0666;
-    case MSGPIPE_ACCESS_GROUP:
-        return 0660;
-    default:
-        return 0600;
-    }
-}
-
 /* Try one connect to a name.  Returns 0 on success (fd set), or an errno
  * value. */
 static int msgpipe__try_connect(const msgpipe__name *n, int *out_fd)
@@ -171,7 +159,7 @@ static int msgpipe__bind_listen(msgpipe_server *s)
 {
     struct sockaddr_un sa;
     socklen_t sl = msgpipe__addr(&s->name, &sa);
-    mode_t mode = msgpipe__mode(s->opts.access);
+    mode_t mode = msgpipe__p_mode(s->opts.access, 0);
     int tries;
 
     if (s->name.kind == MSGPIPE__NAME_PATH) {

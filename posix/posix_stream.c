@@ -908,39 +908,6 @@ int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out)
     return MSGPIPE_OK;
 }
 
-/* ---- The peer's user ---------------------------------------------------- */
-
-/* Both transports know the peer's uid (msgpipe__b_peer): it is the user. */
-int msgpipe__b_peer_user(msgpipe *p, char *buf, size_t cap, size_t *len)
-{
-    msgpipe_peer_info info;
-    char text[24];
-    int rc;
-
-    rc = msgpipe__b_peer(p, &info);
-    if (rc != MSGPIPE_OK)
-        return rc;
-    if (info.uid < 0)
-        return MSGPIPE_ENOTSUP;
-    snprintf(text, sizeof(text), "%lld", (long long)info.uid);
-    return msgpipe__put_text(text, buf, cap, len);
-}
-
-int msgpipe__b_same_user(msgpipe *p)
-{
-    msgpipe_peer_info info;
-    int rc;
-
-    rc = msgpipe__b_peer(p, &info);
-    if (rc != MSGPIPE_OK)
-        return rc;
-    if (info.uid != (int64_t)geteuid()) {
-        msgpipe__set_os_error(EPERM);
-        return MSGPIPE_EACCES;
-    }
-    return MSGPIPE_OK;
-}
-
 /* ---- Closing ----------------------------------------------------------- */
 
 void msgpipe__b_close(msgpipe *p)

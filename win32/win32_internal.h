@@ -18,8 +18,8 @@
  *                     are after the socket and the FIFO.
  *   win32_poll.c      msgpipe_poll over many pipes and servers
  *                     (posix/posix_poll.c).
- *   win32_security.c  the security descriptor of a server's pipe (no twin:
- *                     POSIX uses the socket file's mode).
+ *   win32_security.c  the security descriptor of a server's pipe
+ *                     (posix/posix_security.c: the mode of its name).
  *
  * Dependencies go one way: win32_stream.c uses nothing of the others;
  * win32_security.c uses its error mapping; win32_server.c and win32_pipe.c
