@@ -307,7 +307,7 @@ static void test_allow_uids_drops_unlisted_clients(void **state)
 }
 #endif
 
-#ifndef _WIN32
+/* Accepts one client and counts the messages it sends before it goes. */
 typedef struct {
     msgpipe_server *srv;
     int rc;
@@ -329,7 +329,6 @@ static void *acceptor_main(void *arg)
     msgpipe_close(a);
     return NULL;
 }
-#endif
 
 #ifndef _WIN32
 static void test_client_can_require_the_server_uid(void **state)
@@ -396,28 +395,6 @@ static void own_user(char *buf, size_t cap)
 #else
     snprintf(buf, cap, "%ld", (long)getuid());
 #endif
-}
-
-typedef struct {
-    msgpipe_server *srv;
-    int rc;
-    int got; /* messages the accepted client sent before it went */
-} counter;
-
-static void *counter_main(void *arg)
-{
-    counter *ac = (counter *)arg;
-    msgpipe *a = NULL;
-    char buf[8];
-    size_t len;
-
-    ac->rc = msgpipe_accept(ac->srv, SUP_T, &a);
-    if (ac->rc != MSGPIPE_OK)
-        return NULL;
-    while (msgpipe_recv(a, buf, sizeof(buf), &len, SUP_T) == MSGPIPE_OK)
-        ac->got++;
-    msgpipe_close(a);
-    return NULL;
 }
 
 /* A connected pair on a new name; the client has sent "hi" and the server
@@ -553,7 +530,7 @@ static void test_require_same_user_connects_to_our_own_server(void **state)
     msgpipe_options o;
     msgpipe_server *srv = NULL;
     msgpipe *c = NULL;
-    counter ac;
+    acceptor ac;
     sup_thread *t;
     char name[96];
 
@@ -563,7 +540,7 @@ static void test_require_same_user_connects_to_our_own_server(void **state)
     ac.rc = MSGPIPE_EIO;
     ac.got = 0;
     /* Accepting meanwhile: the FIFO transport's connect waits for it. */
-    t = sup_thread_start(counter_main, &ac);
+    t = sup_thread_start(acceptor_main, &ac);
     msgpipe_options_init(&o);
     o.require_same_user = 1;
     assert_rc(msgpipe_connect(name, &o, SUP_T, &c), MSGPIPE_OK);
