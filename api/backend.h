@@ -230,4 +230,52 @@ int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms);
 int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out);
 int msgpipe__b_server_native_handle(msgpipe_server *srv, msgpipe_native *out);
 
+/* ---- Pairs, child processes, handles with messages --------------------- */
+
+/* msgpipe_spawn()'s request after the core's checks: argv has at least
+ * one entry and ends with NULL; env (or NULL) ends with NULL and each
+ * entry is "NAME=VALUE" with a non-empty NAME other than MSGPIPE_PARENT;
+ * all strings are the caller's and valid only during the call. */
+typedef struct msgpipe__spawn {
+    const char *const *argv;
+    const char *const *env;
+    const char *cwd;  /* or NULL */
+    msgpipe__opts po; /* the parent's end */
+} msgpipe__spawn;
+
+/* The environment variable that names the child's end. */
+#define MSGPIPE__PARENT_VAR "MSGPIPE_PARENT"
+
+/* Two connected pipes (msgpipe_pair); on error both stay NULL. */
+int msgpipe__b_pair(const msgpipe__opts *o, msgpipe **a, msgpipe **b);
+
+/* Start a child with one end of a pair (msgpipe_spawn); on error nothing
+ * is left running or open, and both stay NULL. */
+int msgpipe__b_spawn(const msgpipe__spawn *sp, msgpipe **pipe,
+                     msgpipe_process **proc);
+
+/* The child's side (msgpipe_from_parent): read, check and wrap the value
+ * of MSGPIPE__PARENT_VAR, then remove it from the environment. */
+int msgpipe__b_from_parent(const msgpipe__opts *o, msgpipe **out);
+
+/* msgpipe_process_*; proc is non-NULL, timeout_ms checked. */
+int msgpipe__b_process_wait(msgpipe_process *proc, int timeout_ms,
+                            int *exit_code);
+int msgpipe__b_process_kill(msgpipe_process *proc);
+int64_t msgpipe__b_process_pid(const msgpipe_process *proc);
+void msgpipe__b_process_close(msgpipe_process *proc);
+
+/* Send one message with 1..MSGPIPE_MAX_HANDLES handles (h non-NULL);
+ * msgpipe_send_handles with nh 0 is msgpipe__b_send. */
+int msgpipe__b_send_handles(msgpipe *p, const void *msg, size_t len,
+                            const msgpipe_native *h, size_t nh, int timeout_ms);
+
+/* Receive one message and its handles (msgpipe_recv_handles); the core
+ * has set *len and *nh to 0.  h may be NULL when hcap is 0: then every
+ * handle that came is closed and the result is EHANDLES, as
+ * msgpipe__b_recv must also do. */
+int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
+                            msgpipe_native *h, size_t hcap, size_t *nh,
+                            int timeout_ms);
+
 #endif /* MSGPIPE_BACKEND_H */

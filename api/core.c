@@ -100,6 +100,26 @@ int msgpipe_last_os_error(void)
 #define MSGPIPE__HAS(opt, f)                                                   \
     (offsetof(msgpipe_options, f) + sizeof((opt)->f) <= (opt)->struct_size)
 
+/* Copy the defaults d (of d_size bytes, starting with struct_size) to the
+ * caller's struct of dst_size bytes.  A program built against an older,
+ * smaller struct gets only the fields it knows; one built against a
+ * newer, larger struct gets ours and zeroes for the rest. */
+static void msgpipe__init_struct(void *dst, size_t dst_size, const void *d,
+                                 size_t d_size)
+{
+    uint32_t size;
+
+    if (dst_size > d_size) {
+        memset(dst, 0, dst_size);
+        memcpy(dst, d, d_size);
+        size = (uint32_t)d_size;
+    } else {
+        memcpy(dst, d, dst_size);
+        size = (uint32_t)dst_size;
+    }
+    memcpy(dst, &size, sizeof(size)); /* struct_size, the first field */
+}
+
 void msgpipe_options_init_size(msgpipe_options *opt, size_t opt_size)
 {
     msgpipe_options d;
@@ -116,17 +136,7 @@ void msgpipe_options_init_size(msgpipe_options *opt, size_t opt_size)
     d.require_server_uid = -1;
     d.sddl = NULL;
     d.require_same_user = 0;
-    /* A program built against an older, smaller struct gets only the
-     * fields it knows; one built against a newer, larger struct gets ours
-     * and zeroes for the rest. */
-    if (opt_size > sizeof(d)) {
-        memset(opt, 0, opt_size);
-        memcpy(opt, &d, sizeof(d));
-        opt->struct_size = (uint32_t)sizeof(d);
-    } else {
-        memcpy(opt, &d, opt_size);
-        opt->struct_size = (uint32_t)opt_size;
-    }
+    msgpipe__init_struct(opt, opt_size, &d, sizeof(d));
 }
 
 /* Turn the caller's options (or NULL) into complete, checked options. */
@@ -518,4 +528,164 @@ int msgpipe_server_native_handle(msgpipe_server *srv, msgpipe_native *out)
     if (srv == NULL || out == NULL)
         return MSGPIPE_EINVAL;
     return msgpipe__b_server_native_handle(srv, out);
+}
+
+/* ---- Pairs, child processes, handles with messages --------------------- */
+
+#define MSGPIPE__SPAWN_SIZE_MAX 4096
+#define MSGPIPE__SO_HAS(so, f)                                                 \
+    (offsetof(msgpipe_spawn_options, f) + sizeof((so)->f) <= (so)->struct_size)
+
+int msgpipe_pair(const msgpipe_options *opt, msgpipe **a, msgpipe **b)
+{
+    msgpipe__opts o;
+    int rc;
+
+    if (a != NULL)
+        *a = NULL;
+    if (b != NULL)
+        *b = NULL;
+    if (a == NULL || b == NULL)
+        return MSGPIPE_EINVAL;
+    rc = msgpipe__opts_get(opt, &o);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    return msgpipe__b_pair(&o, a, b);
+}
+
+void msgpipe_spawn_options_init_size(msgpipe_spawn_options *so, size_t so_size)
+{
+    msgpipe_spawn_options d;
+
+    if (so == NULL || so_size < sizeof(uint32_t))
+        return;
+    memset(&d, 0, sizeof(d));
+    d.env = NULL;
+    d.cwd = NULL;
+    d.pipe_options = NULL;
+    msgpipe__init_struct(so, so_size, &d, sizeof(d));
+}
+
+/* An environment entry the child may be given: "NAME=VALUE", NAME not
+ * empty and not the variable msgpipe itself sets. */
+static int msgpipe__env_ok(const char *e)
+{
+    const char *eq = strchr(e, '=');
+    size_t n = strlen(MSGPIPE__PARENT_VAR);
+
+    if (eq == NULL || eq == e)
+        return 0;
+    if ((size_t)(eq - e) == n && memcmp(e, MSGPIPE__PARENT_VAR, n) == 0)
+        return 0;
+    return 1;
+}
+
+int msgpipe_spawn(const char *const argv[], const msgpipe_spawn_options *so,
+                  msgpipe **pipe, msgpipe_process **proc)
+{
+    msgpipe__spawn sp;
+    const msgpipe_options *po = NULL;
+    size_t i;
+    int rc;
+
+    if (pipe != NULL)
+        *pipe = NULL;
+    if (proc != NULL)
+        *proc = NULL;
+    if (argv == NULL || argv[0] == NULL || argv[0][0] == '\0' || pipe == NULL ||
+        proc == NULL)
+        return MSGPIPE_EINVAL;
+    sp.argv = argv;
+    sp.env = NULL;
+    sp.cwd = NULL;
+    if (so != NULL) {
+        if (so->struct_size < sizeof(uint32_t) ||
+            so->struct_size > MSGPIPE__SPAWN_SIZE_MAX)
+            return MSGPIPE_EINVAL;
+        if (MSGPIPE__SO_HAS(so, env))
+            sp.env = so->env;
+        if (MSGPIPE__SO_HAS(so, cwd))
+            sp.cwd = so->cwd;
+        if (MSGPIPE__SO_HAS(so, pipe_options))
+            po = so->pipe_options;
+    }
+    if (sp.cwd != NULL && sp.cwd[0] == '\0')
+        return MSGPIPE_EINVAL;
+    for (i = 0; sp.env != NULL && sp.env[i] != NULL; i++)
+        if (!msgpipe__env_ok(sp.env[i]))
+            return MSGPIPE_EINVAL;
+    rc = msgpipe__opts_get(po, &sp.po);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    return msgpipe__b_spawn(&sp, pipe, proc);
+}
+
+int msgpipe_from_parent(const msgpipe_options *opt, msgpipe **out)
+{
+    msgpipe__opts o;
+    int rc;
+
+    if (out == NULL)
+        return MSGPIPE_EINVAL;
+    *out = NULL;
+    rc = msgpipe__opts_get(opt, &o);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    return msgpipe__b_from_parent(&o, out);
+}
+
+int msgpipe_process_wait(msgpipe_process *proc, int timeout_ms, int *exit_code)
+{
+    int dummy;
+
+    if (exit_code == NULL)
+        exit_code = &dummy;
+    if (proc == NULL || !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_process_wait(proc, timeout_ms, exit_code);
+}
+
+int msgpipe_process_kill(msgpipe_process *proc)
+{
+    if (proc == NULL)
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_process_kill(proc);
+}
+
+int64_t msgpipe_process_pid(const msgpipe_process *proc)
+{
+    if (proc == NULL)
+        return -1;
+    return msgpipe__b_process_pid(proc);
+}
+
+void msgpipe_process_close(msgpipe_process *proc)
+{
+    if (proc != NULL)
+        msgpipe__b_process_close(proc);
+}
+
+int msgpipe_send_handles(msgpipe *p, const void *msg, size_t len,
+                         const msgpipe_native *h, size_t nh, int timeout_ms)
+{
+    if (p == NULL || (msg == NULL && len > 0) || (h == NULL && nh > 0) ||
+        nh > MSGPIPE_MAX_HANDLES || !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    if (nh == 0)
+        return msgpipe__b_send(p, msg, len, timeout_ms);
+    return msgpipe__b_send_handles(p, msg, len, h, nh, timeout_ms);
+}
+
+int msgpipe_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
+                         msgpipe_native *h, size_t hcap, size_t *nh,
+                         int timeout_ms)
+{
+    if (len != NULL)
+        *len = 0;
+    if (nh != NULL)
+        *nh = 0;
+    if (p == NULL || len == NULL || nh == NULL || (buf == NULL && cap > 0) ||
+        (h == NULL && hcap > 0) || !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_recv_handles(p, buf, cap, len, h, hcap, nh, timeout_ms);
 }

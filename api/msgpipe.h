@@ -113,7 +113,7 @@ MSGPIPE_EXTERN const char *msgpipe_backend(void);
     XX(ENOTSUP, -4, "not supported on this system")                            \
     XX(ENOMEM, -5, "out of memory")                                            \
     XX(ETIMEDOUT, -6, "timed out")                                             \
-    XX(ENOENT, -7, "no server is listening on that name")                      \
+    XX(ENOENT, -7, "not found: no server on that name, or no such program")    \
     XX(EBUSY, -8, "server busy: every pending connection slot is taken")       \
     XX(EADDRINUSE, -9, "name already used by a live server")                   \
     XX(EACCES, -10, "access denied")                                           \
@@ -123,13 +123,14 @@ MSGPIPE_EXTERN const char *msgpipe_backend(void);
     XX(ESHUTDOWN, -14, "server shut down")                                     \
     XX(EPROTO, -15, "protocol error: malformed data from the peer")            \
     XX(EMFILE, -16, "too many open files")                                     \
-    XX(EIO, -17, "system error (see msgpipe_last_os_error)")
+    XX(EIO, -17, "system error (see msgpipe_last_os_error)")                   \
+    XX(EHANDLES, -18, "message received; handles that came with it were closed")
 
 typedef enum msgpipe_errno {
 #define MSGPIPE_ERRNO_ENUM_(name, value, text) MSGPIPE_##name = (value),
     MSGPIPE_ERRNO_MAP(MSGPIPE_ERRNO_ENUM_)
 #undef MSGPIPE_ERRNO_ENUM_
-        MSGPIPE_ERRNO_LAST_ = -18
+        MSGPIPE_ERRNO_LAST_ = -19
 } msgpipe_errno;
 
 /* msgpipe_strerror - a one-line English description of an error code.
@@ -454,9 +455,14 @@ MSGPIPE_EXTERN int msgpipe_send_batch(msgpipe *p, const msgpipe_msg *msgs,
  * ENOBUFS: such a message can never be received).  buf may be NULL when cap
  * is 0.
  *
+ * A message the peer sent with handles (msgpipe_send_handles) is received
+ * as any other, its handles are closed, and the call returns
+ * MSGPIPE_EHANDLES instead of MSGPIPE_OK (msgpipe_recv_handles takes them).
+ *
  * Errors: EINVAL (p or len NULL, buf NULL with cap > 0), ETIMEDOUT (nothing
  * lost), ENOBUFS, EMSGSIZE, ECLOSED (the peer closed; every message it sent
- * before closing has been received), EPROTO, ENOMEM, EIO.
+ * before closing has been received), EHANDLES (received: see above),
+ * EPROTO, ENOMEM, EIO.
  */
 MSGPIPE_EXTERN int msgpipe_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
                                 int timeout_ms);
@@ -472,8 +478,9 @@ MSGPIPE_EXTERN int msgpipe_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
  *
  * On any error *msg is NULL (and *len 0, except with EMSGSIZE).
  *
- * Errors: EINVAL, ETIMEDOUT (nothing lost), EMSGSIZE, ECLOSED, EPROTO,
- * ENOMEM (the message stays queued), EIO.
+ * Errors: EINVAL, ETIMEDOUT (nothing lost), EMSGSIZE, ECLOSED, EHANDLES
+ * (received, as with OK; its handles were closed: see msgpipe_recv),
+ * EPROTO, ENOMEM (the message stays queued), EIO.
  */
 MSGPIPE_EXTERN int msgpipe_recv_alloc(msgpipe *p, void **msg, size_t *len,
                                       int timeout_ms);
@@ -613,7 +620,7 @@ MSGPIPE_EXTERN int msgpipe_poll(msgpipe_pollitem *items, size_t n,
 
 /* A system handle that an outside event loop can wait on. */
 #if defined(_WIN32) || defined(__CYGWIN__)
-typedef void *msgpipe_native; /* a HANDLE: an event object */
+typedef void *msgpipe_native; /* a HANDLE */
 #else
 typedef int msgpipe_native; /* a file descriptor */
 #endif
@@ -661,6 +668,247 @@ MSGPIPE_EXTERN int msgpipe_native_handle(msgpipe *p, unsigned events,
  */
 MSGPIPE_EXTERN int msgpipe_server_native_handle(msgpipe_server *srv,
                                                 msgpipe_native *out);
+
+/* ---- Pipes for child processes ----------------------------------------- */
+
+/*
+ * msgpipe_pair - two pipes connected to each other, without a name.
+ *
+ * *a and *b are the two ends: what is sent on one is received on the
+ * other, with every promise of a pipe from msgpipe_accept() or
+ * msgpipe_connect() (timeouts, ENOBUFS, max_message, graceful close,
+ * msgpipe_poll, native handles, handles with messages).  opt may be NULL;
+ * both ends use its max_message and linger_ms (the server and client
+ * options are ignored).  Nothing else can connect to a pair.  Does not
+ * block.  Each end is the caller's, released with msgpipe_close(); the
+ * two may be used from different threads.
+ *
+ * POSIX: socketpair(AF_UNIX, SOCK_STREAM); the FIFO transport makes two
+ * pipe()s instead (and cannot carry handles).  Windows: one message-mode
+ * instance of a pipe with a random name, created with
+ * FILE_FLAG_FIRST_PIPE_INSTANCE and a DACL for this user only, opened at
+ * once by this process - what Python's multiprocessing.Pipe() does.
+ *
+ * Errors: EINVAL (a or b NULL, bad option), EMFILE, ENOMEM, EIO.  On any
+ * error *a and *b are NULL.
+ */
+MSGPIPE_EXTERN int msgpipe_pair(const msgpipe_options *opt, msgpipe **a,
+                                msgpipe **b);
+
+/* A child process started by msgpipe_spawn(). */
+typedef struct msgpipe_process msgpipe_process;
+
+/*
+ * msgpipe_spawn_options - settings for msgpipe_spawn().  Initialise with
+ * msgpipe_spawn_options_init(); fields are only ever added at the end.
+ */
+typedef struct msgpipe_spawn_options {
+    /* Set by msgpipe_spawn_options_init(); do not change. */
+    uint32_t struct_size;
+    /* Variables to add to the child's environment, as "NAME=VALUE"
+     * strings (UTF-8), the array ended by NULL; each replaces a variable
+     * of the same name that the child would inherit from this process.
+     * Default NULL: the child gets this process's environment (plus
+     * MSGPIPE_PARENT, which is always set and cannot be replaced). */
+    const char *const *env;
+    /* The child's working directory (UTF-8), or NULL (the default) for
+     * this process's.  A directory that does not exist is ENOENT. */
+    const char *cwd;
+    /* Options of the parent's end of the pipe (max_message, linger_ms),
+     * or NULL (the default) for the defaults. */
+    const msgpipe_options *pipe_options;
+} msgpipe_spawn_options;
+
+MSGPIPE_EXTERN void msgpipe_spawn_options_init_size(msgpipe_spawn_options *so,
+                                                    size_t so_size);
+
+/* msgpipe_spawn_options_init - set every field of *so to its default. */
+#define msgpipe_spawn_options_init(so)                                         \
+    msgpipe_spawn_options_init_size((so), sizeof(msgpipe_spawn_options))
+
+/*
+ * msgpipe_spawn - start the program argv[0] with arguments argv[1..] (the
+ * array ended by NULL; UTF-8) and a pipe to it.
+ *
+ * On success *pipe is this process's end of a pair (as msgpipe_pair()
+ * makes) and *proc the child; both are the caller's, released with
+ * msgpipe_close() and msgpipe_process_close().  The child's end is the
+ * one handle the child inherits besides its standard input, output and
+ * error (which it shares with this process): every other descriptor or
+ * handle of this process stays out of it, also one another thread opens
+ * while the child starts.  The child finds its end in the environment
+ * variable MSGPIPE_PARENT - the descriptor number (POSIX) or the handle
+ * value (Windows) in decimal - and takes it with msgpipe_from_parent(), or
+ * in Python with multiprocessing.connection.Connection(int(...)) on POSIX
+ * (docs/spawn.md).  so may be NULL for the defaults.
+ *
+ * When the child exits, or crashes, this end receives every message the
+ * child sent and then MSGPIPE_ECLOSED (a grandchild that inherited the
+ * child's end keeps it open).  Does not wait for the child to do
+ * anything.
+ *
+ * POSIX: posix_spawnp(), so argv[0] without a '/' is searched for in
+ * this process's PATH; every descriptor but 0, 1, 2 and the child's end
+ * is closed in the child (Linux and the BSDs: a close-from action; macOS:
+ * POSIX_SPAWN_CLOEXEC_DEFAULT; elsewhere only descriptors that are
+ * close-on-exec, as all of msgpipe's are, stay out).  The child's end is
+ * a blocking socket, as a Python Connection expects (msgpipe_from_parent
+ * makes its own use non-blocking).  The FIFO transport gives the child
+ * two descriptors: MSGPIPE_PARENT is then "READ,WRITE".
+ *
+ * Windows: CreateProcessW() with a STARTUPINFOEX whose
+ * PROC_THREAD_ATTRIBUTE_HANDLE_LIST names only the child's end and the
+ * standard handles; argv is joined into one command line quoted so that
+ * the child's C runtime (CommandLineToArgvW rules) gives back exactly
+ * argv - spaces, quotes and backslashes included.  argv[0] is found as
+ * CreateProcessW finds a program (the application's directory, the
+ * current directory, the system directories, PATH).
+ *
+ * Errors: EINVAL (argv NULL or empty, pipe or proc NULL, a bad option or
+ * an env entry without '=', or one that sets MSGPIPE_PARENT), ENOENT (no
+ * such program, or cwd does not exist), EACCES (not executable), ENOTSUP
+ * (cwd on a POSIX system without posix_spawn_file_actions_addchdir),
+ * EMFILE, ENOMEM, EIO.  On any error nothing was started and *pipe and
+ * *proc are NULL.
+ */
+MSGPIPE_EXTERN int msgpipe_spawn(const char *const argv[],
+                                 const msgpipe_spawn_options *so,
+                                 msgpipe **pipe, msgpipe_process **proc);
+
+/*
+ * msgpipe_from_parent - in a program started by msgpipe_spawn(), take the
+ * pipe to the parent.
+ *
+ * Reads MSGPIPE_PARENT, checks that it names an open pipe of this
+ * backend's kind (POSIX: a connected AF_UNIX stream socket, or with the
+ * FIFO transport a pair of pipes, the first readable and the second
+ * writable; Windows: a message-mode named pipe handle opened for
+ * overlapped I/O), wraps it in *out (the caller's, released with
+ * msgpipe_close()) and removes MSGPIPE_PARENT from the environment, so
+ * that a program this one starts does not take the same pipe.  A second
+ * call therefore returns ENOENT.  opt may be NULL (max_message and
+ * linger_ms are used).  Does not block.  It changes the environment:
+ * call it before other threads read the environment (as with setenv).
+ *
+ * Errors: EINVAL (out NULL, a bad option), ENOENT (MSGPIPE_PARENT is not
+ * set), EBADNAME (MSGPIPE_PARENT is not a descriptor or handle value in
+ * decimal, names nothing open, or names something that is not a pipe of
+ * the right kind: nothing is taken and the variable is left as it was),
+ * ENOMEM, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_from_parent(const msgpipe_options *opt,
+                                       msgpipe **out);
+
+/*
+ * msgpipe_process_wait - wait up to timeout_ms for the child to exit.
+ *
+ * MSGPIPE_OK once it has exited: *exit_code (exit_code may be NULL) is its
+ * exit status (0-255 on POSIX, the 32-bit exit code on Windows as an int),
+ * or on POSIX minus the number of the signal that ended it (-9 after
+ * msgpipe_process_kill), as Python's Popen.returncode.  Once it has
+ * returned OK it returns the same again at once.  ETIMEDOUT while the
+ * child still runs (timeout 0 just asks).  POSIX: the child is reaped
+ * (waitpid) by this call, so no other code of the program may wait for
+ * it.  Only one thread at a time may wait on one process; kill and pid
+ * may be called meanwhile.
+ *
+ * Errors: EINVAL (proc NULL, bad timeout), ETIMEDOUT, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_process_wait(msgpipe_process *proc, int timeout_ms,
+                                        int *exit_code);
+
+/*
+ * msgpipe_process_kill - end the child at once (POSIX: SIGKILL; Windows:
+ * TerminateProcess with exit code 1).  Does not wait: use
+ * msgpipe_process_wait.  A child that has already exited is not an error,
+ * and a child that has been reaped is never signalled (its pid may belong
+ * to another process by then).  Thread-safe with msgpipe_process_wait.
+ *
+ * Errors: EINVAL (proc NULL), EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_process_kill(msgpipe_process *proc);
+
+/* msgpipe_process_pid - the child's process id (-1 for NULL). */
+MSGPIPE_EXTERN int64_t msgpipe_process_pid(const msgpipe_process *proc);
+
+/*
+ * msgpipe_process_close - release proc.  The child is neither waited for
+ * nor killed: it runs on.  POSIX: a child that has exited but was not
+ * waited for is reaped now if it can be without waiting; otherwise it
+ * stays a zombie until this process exits (call msgpipe_process_wait
+ * first).  NULL is ignored.
+ */
+MSGPIPE_EXTERN void msgpipe_process_close(msgpipe_process *proc);
+
+/* ---- Handles with messages ---------------------------------------------- */
+
+/* The most handles one message carries. */
+#define MSGPIPE_MAX_HANDLES 16
+
+/*
+ * msgpipe_send_handles - send one message with nh handles attached: open
+ * file descriptors on POSIX (files, sockets, pipes, shared memory, ...),
+ * HANDLEs on Windows (files, pipes, events, sections, processes, ...).
+ *
+ * The peer receives the message and copies of the handles together
+ * (msgpipe_recv_handles), or neither; the handles stay the caller's (close
+ * them when you no longer need them: the peer has its own copies).
+ * Otherwise exactly as msgpipe_send(): blocking, timeout, commit rule.
+ * nh 0 is a plain msgpipe_send().  The peer may be a pipe from
+ * msgpipe_pair, msgpipe_spawn/from_parent, or a named server or client.
+ *
+ * POSIX: SCM_RIGHTS on the sendmsg() that carries the message's first
+ * byte, so the framing seen by a plain reader does not change.
+ * Windows: each handle is duplicated into the peer's process
+ * (DuplicateHandle with DUPLICATE_SAME_ACCESS; the process comes from the
+ * pipe), and the values travel in front of the message - for a message
+ * over 64 KiB in all, as a message of their own just before it, so that
+ * a writer killed half-way leaves no copies nobody knows of
+ * (docs/spawn.md); if the message is not sent, the copies are closed
+ * again.  This needs
+ * the right to duplicate handles into the peer (PROCESS_DUP_HANDLE),
+ * which a process has over the others of its own user; EACCES otherwise.
+ *
+ * Errors: EINVAL (p NULL, msg NULL with len > 0, h NULL with nh > 0, nh
+ * above MSGPIPE_MAX_HANDLES, a handle that is not open), ENOTSUP (FIFO
+ * transport, with nh > 0), EACCES (Windows, see above), and those of
+ * msgpipe_send.
+ */
+MSGPIPE_EXTERN int msgpipe_send_handles(msgpipe *p, const void *msg, size_t len,
+                                        const msgpipe_native *h, size_t nh,
+                                        int timeout_ms);
+
+/*
+ * msgpipe_recv_handles - receive the next message and the handles that
+ * came with it.
+ *
+ * As msgpipe_recv() for the message; then h[0..*nh) are its handles
+ * (*nh 0 for a message sent without), the caller's to close (POSIX:
+ * close-on-exec; Windows: not inheritable).  If it came with more than
+ * hcap handles, the first hcap are given and the rest are closed: the
+ * call returns MSGPIPE_EHANDLES, with the message received as with OK.
+ * With ENOBUFS the message and its handles stay queued.  A message that is
+ * discarded (EMSGSIZE) has its handles closed.  h may be NULL when hcap is
+ * 0.
+ *
+ * msgpipe_recv() and msgpipe_recv_alloc() are this call with hcap 0: a
+ * message that carries handles is received, its handles are closed, and
+ * the call returns MSGPIPE_EHANDLES instead of MSGPIPE_OK - never a leak.
+ *
+ * POSIX: if a peer sends more than MSGPIPE_MAX_HANDLES, the system drops
+ * the rest (MSG_CTRUNC) and the call returns EHANDLES.  Windows: handle
+ * values in front of a message are accepted only from a peer of this
+ * process's own user (one that could have duplicated them into this
+ * process); from another, or when malformed, the message is EPROTO and the
+ * values are left alone (docs/spawn.md).
+ *
+ * Errors: EINVAL (p, len or nh NULL, buf NULL with cap > 0, h NULL with
+ * hcap > 0), EHANDLES, and those of msgpipe_recv.
+ */
+MSGPIPE_EXTERN int msgpipe_recv_handles(msgpipe *p, void *buf, size_t cap,
+                                        size_t *len, msgpipe_native *h,
+                                        size_t hcap, size_t *nh,
+                                        int timeout_ms);
 
 #ifdef __cplusplus
 }

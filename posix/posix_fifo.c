@@ -933,3 +933,90 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
     info->gid = p->peer_gid;
     return MSGPIPE_OK;
 }
+
+/* ---- Pairs and children -------------------------------------------------- */
+
+/* A FIFO cannot carry descriptors. */
+const int msgpipe__t_handles = 0;
+const int msgpipe__t_end_fds = 2;
+
+ssize_t msgpipe__t_sendfds(msgpipe *p, const struct iovec *iov, int cnt,
+                           const int *fds, size_t nfds, int block)
+{
+    (void)p;
+    (void)iov;
+    (void)cnt;
+    (void)fds;
+    (void)nfds;
+    (void)block;
+    errno = ENOTSUP;
+    return -1;
+}
+
+/* A pipe() with both ends close-on-exec. */
+static int msgpipe__cloexec_pipe(int fds[2])
+{
+    if (pipe(fds) != 0)
+        return -1;
+    if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 ||
+        fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Two pipes: "up" carries theirs to mine, "down" mine to theirs. */
+int msgpipe__t_pair_fds(int mine[2], int theirs[2])
+{
+    int up[2], down[2], e;
+
+    if (msgpipe__cloexec_pipe(up) != 0)
+        return msgpipe__from_errno(errno);
+    if (msgpipe__cloexec_pipe(down) != 0) {
+        e = errno;
+        close(up[0]);
+        close(up[1]);
+        return msgpipe__from_errno(e);
+    }
+    mine[0] = up[0];
+    mine[1] = down[1];
+    theirs[0] = down[0];
+    theirs[1] = up[1];
+    return MSGPIPE_OK;
+}
+
+int msgpipe__t_wrap(int rfd, int wfd, const msgpipe__opts *o, msgpipe **out)
+{
+    int rc;
+
+    if (msgpipe__fd_setup(rfd) != 0 || msgpipe__fd_setup(wfd) != 0) {
+        rc = msgpipe__from_errno(errno);
+        close(rfd);
+        close(wfd);
+        return rc;
+    }
+    rc = msgpipe__pipe_new(rfd, o, out);
+    if (rc != MSGPIPE_OK) {
+        close(wfd);
+        return rc;
+    }
+    (*out)->wfd = wfd;
+    (*out)->fifo = 1;
+    return MSGPIPE_OK;
+}
+
+int msgpipe__t_end_check(int rfd, int wfd)
+{
+    struct stat sr, sw;
+    int fr = fcntl(rfd, F_GETFL), fw = fcntl(wfd, F_GETFL);
+
+    if (rfd == wfd || fr < 0 || fw < 0 || fstat(rfd, &sr) != 0 ||
+        fstat(wfd, &sw) != 0)
+        return 0;
+    return S_ISFIFO(sr.st_mode) && S_ISFIFO(sw.st_mode) &&
+           (fr & O_ACCMODE) == O_RDONLY && (fw & O_ACCMODE) == O_WRONLY;
+}

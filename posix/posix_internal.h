@@ -64,6 +64,17 @@ struct msgpipe {
     /* msgpipe_poll met an oversized header: the next receive reports it. */
     int emsg_pending;
     uint64_t emsg_len;
+    /* Handles with messages (see "Handles" in posix_stream.c): rx_total
+     * counts the bytes read from fd so far; msg_start and msg_end are the
+     * stream offsets of the current message (its header's first byte, and
+     * just past its payload); rx_fds[0..rx_nfds) are the descriptor sets
+     * received and not yet handed out, oldest first; rx_lost_end marks a
+     * set that could not be kept (no memory). */
+    uint64_t rx_total;
+    uint64_t msg_start, msg_end;
+    struct msgpipe__fdset *rx_fds;
+    size_t rx_nfds, rx_fds_cap;
+    uint64_t rx_lost_end;
 
     /* Send side: touched only by the sending thread. */
     uint8_t *tx; /* unsent tail of a message already committed */
@@ -225,6 +236,40 @@ int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out);
 
 /* A new pipe without descriptors yet (fd and wfd -1): OK or ENOMEM. */
 int msgpipe__pipe_alloc(const msgpipe__opts *o, msgpipe **out);
+
+/* ---- Pairs, children, handles (posix_socket.c or posix_fifo.c) ---------- */
+
+/* The transport can carry descriptors with messages (SCM_RIGHTS). */
+extern const int msgpipe__t_handles;
+
+/* How many descriptors one end of a pair has: 1 (a socket) or 2 (a FIFO
+ * pair: read, then write). */
+extern const int msgpipe__t_end_fds;
+
+/* A connected pair of ends, every descriptor close-on-exec: mine[0] and
+ * mine[1] read and write this process's end, theirs the other's (equal
+ * for a socket).  "theirs" is in blocking mode, as a child (or Python's
+ * Connection) expects.  OK or an error. */
+int msgpipe__t_pair_fds(int mine[2], int theirs[2]);
+
+/* Wrap the two descriptors of a connected end (equal for a socket) in a
+ * new pipe.  Takes them: on failure they are closed. */
+int msgpipe__t_wrap(int rfd, int wfd, const msgpipe__opts *o, msgpipe **out);
+
+/* 1 if rfd/wfd are an end of this transport's kind (msgpipe_from_parent),
+ * else 0. */
+int msgpipe__t_end_check(int rfd, int wfd);
+
+/* Send iov[0..cnt) once with the descriptors fds[0..nfds) attached to its
+ * first byte, as msgpipe__t_writev (socket transport only). */
+ssize_t msgpipe__t_sendfds(msgpipe *p, const struct iovec *iov, int cnt,
+                           const int *fds, size_t nfds, int block);
+
+/* The transport's receive found descriptors (each close-on-exec) with the
+ * `nread` bytes just read (before p->rx_total counts them); trunc: the
+ * system dropped some (MSG_CTRUNC).  Takes fds (posix_stream.c). */
+void msgpipe__rx_got_fds(msgpipe *p, size_t nread, const int *fds, size_t n,
+                         int trunc);
 
 /* posix_security.c: the mode of a server's name for the access option;
  * requests_only for a FIFO others only write requests to. */

@@ -328,6 +328,10 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
     if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0)
         return msgpipe__from_errno(errno);
     info->pid = uc.pid > 0 ? (int64_t)uc.pid : -1;
+    /* A socketpair records the process that made it for both ends: the
+     * parent's end of msgpipe_spawn knows its child better. */
+    if (p->peer_pid >= 0)
+        info->pid = p->peer_pid;
     info->uid = (int64_t)uc.uid;
     info->gid = (int64_t)uc.gid;
     return MSGPIPE_OK;
@@ -347,6 +351,8 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
             info->pid = (int64_t)pid;
     }
 #endif
+    if (p->peer_pid >= 0)
+        info->pid = p->peer_pid;
     return MSGPIPE_OK;
 #endif
 }
@@ -387,15 +393,89 @@ ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt,
         p->wfd, &mh, MSGPIPE__SEND_FLAGS | (block ? 0 : MSG_DONTWAIT));
 }
 
+/* Descriptors that come with a read are handed to posix_stream.c, which
+ * knows which message they belong to.  MSG_CMSG_CLOEXEC makes them
+ * close-on-exec as they arrive (elsewhere fcntl() does, just after). */
+#ifdef MSG_CMSG_CLOEXEC
+#define MSGPIPE__RECV_FLAGS MSG_CMSG_CLOEXEC
+#else
+#define MSGPIPE__RECV_FLAGS 0
+#endif
+
+static void msgpipe__take_fds(msgpipe *p, size_t nread, struct msghdr *mh)
+{
+    int fds[MSGPIPE_MAX_HANDLES + 1];
+    size_t n = 0, k, i;
+    int trunc = (mh->msg_flags & MSG_CTRUNC) != 0, fd;
+    struct cmsghdr *c;
+
+    for (c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len < CMSG_LEN(0))
+            continue;
+        k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (i = 0; i < k; i++) {
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+#ifndef MSG_CMSG_CLOEXEC
+            (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
+            if (n < MSGPIPE_MAX_HANDLES) {
+                fds[n++] = fd;
+            } else {
+                close(fd);
+                trunc = 1;
+            }
+        }
+    }
+    if (n > 0 || trunc)
+        msgpipe__rx_got_fds(p, nread, fds, n, trunc);
+}
+
 ssize_t msgpipe__t_readv(msgpipe *p, const struct iovec *iov, int cnt,
                          int block)
 {
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * MSGPIPE_MAX_HANDLES)];
+    } cm;
     struct msghdr mh;
+    ssize_t rc;
 
     memset(&mh, 0, sizeof(mh));
     mh.msg_iov = (struct iovec *)iov;
     mh.msg_iovlen = cnt;
-    return msgpipe__sys.recvmsg(p->fd, &mh, block ? 0 : MSG_DONTWAIT);
+    mh.msg_control = cm.buf;
+    mh.msg_controllen = sizeof(cm.buf);
+    rc = msgpipe__sys.recvmsg(p->fd, &mh,
+                              MSGPIPE__RECV_FLAGS | (block ? 0 : MSG_DONTWAIT));
+    if (rc > 0 && (mh.msg_controllen > 0 || (mh.msg_flags & MSG_CTRUNC)))
+        msgpipe__take_fds(p, (size_t)rc, &mh);
+    return rc;
+}
+
+ssize_t msgpipe__t_sendfds(msgpipe *p, const struct iovec *iov, int cnt,
+                           const int *fds, size_t nfds, int block)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * MSGPIPE_MAX_HANDLES)];
+    } cm;
+    struct msghdr mh;
+    struct cmsghdr *c;
+
+    memset(&mh, 0, sizeof(mh));
+    memset(&cm, 0, sizeof(cm));
+    mh.msg_iov = (struct iovec *)iov;
+    mh.msg_iovlen = cnt;
+    mh.msg_control = cm.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    return msgpipe__sys.sendmsg(
+        p->wfd, &mh, MSGPIPE__SEND_FLAGS | (block ? 0 : MSG_DONTWAIT));
 }
 
 /* Put a connected socket into pipe p (made by msgpipe__pipe_alloc):
@@ -428,4 +508,58 @@ static int msgpipe__socket_pipe(int fd, const msgpipe__opts *o, msgpipe **out)
     if (rc != MSGPIPE_OK)
         *out = NULL;
     return rc;
+}
+
+/* ---- Pairs and children -------------------------------------------------- */
+
+const int msgpipe__t_handles = 1;
+const int msgpipe__t_end_fds = 1;
+
+int msgpipe__t_pair_fds(int mine[2], int theirs[2])
+{
+    int sv[2];
+
+#ifdef SOCK_CLOEXEC
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return msgpipe__from_errno(errno);
+#else
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return msgpipe__from_errno(errno);
+    if (fcntl(sv[0], F_SETFD, FD_CLOEXEC) != 0 ||
+        fcntl(sv[1], F_SETFD, FD_CLOEXEC) != 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return msgpipe__from_errno(e);
+    }
+#endif
+    msgpipe__nosigpipe(sv[1]);
+    mine[0] = mine[1] = sv[0];
+    theirs[0] = theirs[1] = sv[1];
+    return MSGPIPE_OK;
+}
+
+int msgpipe__t_wrap(int rfd, int wfd, const msgpipe__opts *o, msgpipe **out)
+{
+    (void)wfd;
+    return msgpipe__socket_pipe(rfd, o, out);
+}
+
+int msgpipe__t_end_check(int rfd, int wfd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa), tl = sizeof(int);
+    struct stat st;
+    int type = 0;
+
+    if (rfd != wfd || fstat(rfd, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return 0;
+    if (getsockopt(rfd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+        type != SOCK_STREAM)
+        return 0;
+    memset(&sa, 0, sizeof(sa));
+    if (getsockname(rfd, (struct sockaddr *)&sa, &len) != 0 ||
+        sa.ss_family != AF_UNIX)
+        return 0;
+    return 1;
 }

@@ -23,6 +23,7 @@
 #include "posix_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -366,6 +367,205 @@ fail:
     return rc;
 }
 
+/* ---- Handles ------------------------------------------------------------
+ *
+ * Descriptors travel as SCM_RIGHTS on the sendmsg() that carries the first
+ * byte of their message (its header), and that sendmsg() carries nothing
+ * of any other message.  A Unix stream socket never returns bytes from
+ * past the end of the write that carried descriptors in the same read as
+ * those descriptors, and the read that returns them includes at least one
+ * byte of that write.  So the descriptors belong to the message that holds
+ * the last byte of the read that brought them: the receiver counts the
+ * bytes it reads (rx_total), notes where each set of descriptors came
+ * (its end offset), and hands a set to the message whose range
+ * (msg_start, msg_end] holds that offset.  A set that ends before the
+ * message being delivered belonged to a message that was discarded, and is
+ * closed. */
+
+struct msgpipe__fdset {
+    uint64_t end; /* stream offset just past the read that brought them */
+    int trunc;    /* the system dropped some (MSG_CTRUNC) */
+    size_t n;
+    int fd[MSGPIPE_MAX_HANDLES];
+};
+
+void msgpipe__rx_got_fds(msgpipe *p, size_t nread, const int *fds, size_t n,
+                         int trunc)
+{
+    uint64_t end = p->rx_total + (uint64_t)nread;
+    struct msgpipe__fdset *set;
+    size_t i;
+
+    if (p->rx_nfds == p->rx_fds_cap) {
+        size_t cap = p->rx_fds_cap == 0 ? 4 : p->rx_fds_cap * 2;
+        struct msgpipe__fdset *nb = (struct msgpipe__fdset *)msgpipe__realloc(
+            p->rx_fds, cap * sizeof(*nb));
+        if (nb == NULL) {
+            /* Nowhere to keep them: close them, and let their message
+             * say that its handles were closed. */
+            for (i = 0; i < n; i++)
+                close(fds[i]);
+            p->rx_lost_end = end;
+            return;
+        }
+        p->rx_fds = nb;
+        p->rx_fds_cap = cap;
+    }
+    set = &p->rx_fds[p->rx_nfds++];
+    set->end = end;
+    set->trunc = trunc;
+    set->n = n > MSGPIPE_MAX_HANDLES ? MSGPIPE_MAX_HANDLES : n;
+    for (i = 0; i < n; i++) {
+        if (i < set->n) {
+            set->fd[i] = fds[i];
+        } else {
+            close(fds[i]);
+            set->trunc = 1;
+        }
+    }
+}
+
+/* Close every set that ends at or before `upto` (their messages are
+ * gone). */
+static void msgpipe__rx_drop_fds(msgpipe *p, uint64_t upto)
+{
+    size_t k = 0, i;
+
+    while (k < p->rx_nfds && p->rx_fds[k].end <= upto) {
+        for (i = 0; i < p->rx_fds[k].n; i++)
+            close(p->rx_fds[k].fd[i]);
+        k++;
+    }
+    if (k > 0) {
+        memmove(p->rx_fds, p->rx_fds + k,
+                (p->rx_nfds - k) * sizeof(*p->rx_fds));
+        p->rx_nfds -= k;
+    }
+}
+
+/* The message (msg_start, msg_end] was just received: hand its
+ * descriptors to h[0..hcap) (*nh of them), close the rest and those of
+ * messages before it.  OK, or EHANDLES if any of its own were closed. */
+static int msgpipe__rx_take_fds(msgpipe *p, msgpipe_native *h, size_t hcap,
+                                size_t *nh)
+{
+    int lost = 0;
+    size_t k = 0, i;
+
+    *nh = 0;
+    if (p->rx_lost_end > p->msg_start && p->rx_lost_end <= p->msg_end) {
+        lost = 1;
+        p->rx_lost_end = 0;
+    }
+    if (p->rx_nfds == 0)
+        return lost ? MSGPIPE_EHANDLES : MSGPIPE_OK;
+    msgpipe__rx_drop_fds(p, p->msg_start);
+    while (k < p->rx_nfds && p->rx_fds[k].end <= p->msg_end) {
+        struct msgpipe__fdset *set = &p->rx_fds[k];
+        for (i = 0; i < set->n; i++) {
+            if (*nh < hcap) {
+                h[(*nh)++] = set->fd[i];
+            } else {
+                close(set->fd[i]);
+                lost = 1;
+            }
+        }
+        lost |= set->trunc;
+        k++;
+    }
+    if (k > 0) {
+        memmove(p->rx_fds, p->rx_fds + k,
+                (p->rx_nfds - k) * sizeof(*p->rx_fds));
+        p->rx_nfds -= k;
+    }
+    return lost ? MSGPIPE_EHANDLES : MSGPIPE_OK;
+}
+
+/* Send one message with descriptors, tx_lock held: the first write that
+ * moves any byte carries them (see above); the rest of the message goes
+ * as any message's does, committed once started. */
+static int msgpipe__send_fds_locked(msgpipe *p, const msgpipe_msg *m,
+                                    const int *fds, size_t nfds, int timeout_ms)
+{
+    uint8_t hdr[MSGPIPE__FRAME_HDR_MAX];
+    struct iovec iov[2];
+    size_t hl, total, done = 0;
+    int64_t deadline;
+    int rc, cnt = 1, block, w;
+    ssize_t n;
+
+    if (p->tx_err != MSGPIPE_OK)
+        return p->tx_err;
+    if (timeout_ms >= 0)
+        p->tx_timed = 1;
+    deadline = msgpipe__deadline(timeout_ms);
+    /* An earlier message's tail must be out first: the descriptors go
+     * with this message's first byte. */
+    rc = msgpipe__flush_tx(p, deadline);
+    if (rc != MSGPIPE_OK)
+        goto fail;
+    hl = msgpipe__frame_encode(hdr, (uint64_t)m->len);
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = hl;
+    if (m->len > 0) {
+        iov[1].iov_base = (void *)m->data;
+        iov[1].iov_len = m->len;
+        cnt = 2;
+    }
+    total = hl + m->len;
+    block = deadline < 0 && p->can_block;
+    for (;;) {
+        n = msgpipe__t_sendfds(p, iov, cnt, fds, nfds, block);
+        if (n > 0)
+            break;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            rc = errno == EBADF ? MSGPIPE_EINVAL : msgpipe__from_errno(errno);
+            goto fail;
+        }
+        w = msgpipe__wait_fd(p->wfd, POLLOUT, deadline);
+        if (w < 0)
+            return w;
+        if (w == 0)
+            return MSGPIPE_ETIMEDOUT; /* nothing went out */
+    }
+    done = (size_t)n;
+    rc = msgpipe__write_all(p, iov, cnt, total, &done, deadline);
+    if (rc == MSGPIPE_OK)
+        return MSGPIPE_OK;
+    if (rc == MSGPIPE_ETIMEDOUT) /* started: committed, the rest kept */
+        return msgpipe__commit_tail(p, hdr, hl, m, done);
+    if (rc != MSGPIPE_ECLOSED)
+        p->tx_err = MSGPIPE_EIO; /* half a message is in the stream */
+fail:
+    if (rc == MSGPIPE_ECLOSED)
+        p->tx_err = MSGPIPE_ECLOSED;
+    return rc;
+}
+
+int msgpipe__b_send_handles(msgpipe *p, const void *msg, size_t len,
+                            const msgpipe_native *h, size_t nh, int timeout_ms)
+{
+    msgpipe_msg m;
+    size_t i;
+    int rc;
+
+    if (!msgpipe__t_handles)
+        return MSGPIPE_ENOTSUP;
+    if ((uint64_t)len > p->opts.max_message)
+        return MSGPIPE_EMSGSIZE;
+    for (i = 0; i < nh; i++)
+        if (h[i] < 0 || fcntl(h[i], F_GETFD) < 0)
+            return MSGPIPE_EINVAL;
+    m.data = msg;
+    m.len = len;
+    pthread_mutex_lock(&p->tx_lock);
+    rc = msgpipe__send_fds_locked(p, &m, h, nh, timeout_ms);
+    pthread_mutex_unlock(&p->tx_lock);
+    return rc;
+}
+
 /* ---- Receiving --------------------------------------------------------- */
 
 /* Push out what fits of a committed message's tail, without waiting.
@@ -477,6 +677,7 @@ static int msgpipe__read_some(msgpipe *p, const struct iovec *iov, int cnt,
     for (;;) {
         rc = msgpipe__t_readv(p, iov, cnt, block);
         if (rc > 0) {
+            p->rx_total += (uint64_t)rc;
             /* Everything asked for means more is probably waiting: read
              * first next time; otherwise the sender is the slower side. */
             p->rx_wait_first = (size_t)rc < want;
@@ -600,6 +801,8 @@ static int msgpipe__next_header(msgpipe *p, int64_t deadline,
                 size_t n = avail < p->skip ? avail : (size_t)p->skip;
                 p->rpos += n;
                 p->skip -= n;
+                if (p->skip == 0) /* its handles go with it */
+                    msgpipe__rx_drop_fds(p, p->msg_end);
                 continue;
             }
             p->rpos = p->rend = 0;
@@ -621,6 +824,8 @@ static int msgpipe__next_header(msgpipe *p, int64_t deadline,
                 return rc;
             continue;
         }
+        p->msg_start = p->rx_total - (uint64_t)avail;
+        p->msg_end = p->msg_start + hlen + len;
         p->rpos += hlen;
         if (len > msgpipe__rx_limit(p)) {
             p->skip = len;
@@ -702,8 +907,10 @@ static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, int64_t deadline)
         return MSGPIPE_OK;
     }
     if (rc == MSGPIPE_ECLOSED) {
-        /* The peer ended in the middle of this message: drop the part. */
+        /* The peer ended in the middle of this message: drop the part,
+         * and the handles that came with it (nothing follows). */
         p->have_len = 0;
+        msgpipe__rx_drop_fds(p, UINT64_MAX);
         return rc;
     }
     if (rc == MSGPIPE_ETIMEDOUT && got > 0) {
@@ -755,6 +962,7 @@ static int msgpipe__payload_hold(msgpipe *p, int64_t deadline)
             /* The peer ended in the middle of this message. */
             p->have_len = 0;
             p->hold_len = 0;
+            msgpipe__rx_drop_fds(p, UINT64_MAX);
         }
         if (rc != MSGPIPE_OK)
             return rc;
@@ -792,8 +1000,9 @@ static int msgpipe__recv_header(msgpipe *p, size_t *len, int64_t deadline)
     return MSGPIPE_OK;
 }
 
-int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
-                    int timeout_ms)
+int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
+                            msgpipe_native *h, size_t hcap, size_t *nh,
+                            int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
     int rc;
@@ -806,15 +1015,24 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
         return MSGPIPE_ENOBUFS;
     }
     rc = msgpipe__payload_into(p, (uint8_t *)buf, deadline);
-    if (rc == MSGPIPE_OK)
-        *len = (size_t)p->msg_len;
-    return rc;
+    if (rc != MSGPIPE_OK)
+        return rc;
+    *len = (size_t)p->msg_len;
+    return msgpipe__rx_take_fds(p, h, hcap, nh);
+}
+
+int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
+                    int timeout_ms)
+{
+    size_t nh = 0;
+
+    return msgpipe__b_recv_handles(p, buf, cap, len, NULL, 0, &nh, timeout_ms);
 }
 
 int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
-    size_t n = 0;
+    size_t n = 0, nh = 0;
     int rc;
 
     rc = msgpipe__recv_header(p, len, deadline);
@@ -832,7 +1050,7 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
     p->hold = NULL;
     p->hold_len = p->hold_cap = 0;
     p->have_len = 0;
-    return MSGPIPE_OK;
+    return msgpipe__rx_take_fds(p, NULL, 0, &nh);
 }
 
 /* ---- Readiness (msgpipe_poll) ----------------------------------------- */
@@ -929,6 +1147,8 @@ void msgpipe__b_close(msgpipe *p)
         close(p->wfd);
     if (p->fd >= 0)
         close(p->fd);
+    msgpipe__rx_drop_fds(p, UINT64_MAX);
+    msgpipe__free(p->rx_fds);
     msgpipe__free(p->tx);
     msgpipe__free(p->hold);
     msgpipe__free(p->rbuf);

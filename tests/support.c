@@ -62,6 +62,12 @@ int sup_child_mode(int argc, char **argv)
     return argc >= 2 && strcmp(argv[1], "--child") == 0;
 }
 
+const char *sup_self_path(void)
+{
+    assert_true(sup_self[0] != '\0');
+    return sup_self;
+}
+
 void sup_note_skip(const char *reason)
 {
     sup_skipped++;

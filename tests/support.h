@@ -41,6 +41,10 @@ void sup_init(int argc, char **argv);
 /* True if argv[1] is "--child". */
 int sup_child_mode(int argc, char **argv);
 
+/* The path of this test executable, as recorded by sup_init() (to start
+ * it again with msgpipe_spawn); fails the test if it is unknown. */
+const char *sup_self_path(void);
+
 /* Print the skip marker if skips happened and no test failed; returns
  * `failed` (cmocka's count of failed tests) as the exit status. */
 int sup_finish(int failed);

@@ -268,10 +268,15 @@ static ssize_t t_recvmsg(int fd, struct msghdr *msg, int flags)
     if (plan < 0)
         return -1;
     if (plan == 1 && first_byte(msg->msg_iov, (int)msg->msg_iovlen, &one)) {
+        ssize_t rc;
         m = *msg;
         m.msg_iov = &one;
         m.msg_iovlen = 1;
-        return real_sys.recvmsg(fd, &m, flags);
+        rc = real_sys.recvmsg(fd, &m, flags);
+        /* What the system says of ancillary data, as recvmsg() would. */
+        msg->msg_controllen = m.msg_controllen;
+        msg->msg_flags = m.msg_flags;
+        return rc;
     }
     return real_sys.recvmsg(fd, msg, flags);
 }

@@ -20,8 +20,14 @@
  *                     (posix/posix_poll.c).
  *   win32_security.c  the security descriptor of a server's pipe
  *                     (posix/posix_security.c: the mode of its name).
+ *   win32_spawn.c     pairs, child processes (msgpipe_spawn,
+ *                     msgpipe_from_parent) and the handles that travel
+ *                     with messages: the peer's process, whether it runs
+ *                     as this user, DuplicateHandle.
  *
- * Dependencies go one way: win32_stream.c uses nothing of the others;
+ * Dependencies go one way: win32_stream.c uses nothing of the others but
+ * msgpipe__w_peer_trusted (win32_spawn.c), which its receive asks before it
+ * takes handle values from a message;
  * win32_security.c uses its error mapping; win32_server.c and win32_pipe.c
  * make pipes with msgpipe__w_pipe_new; win32_poll.c asks the readiness
  * calls of win32_stream.c and win32_server.c.
@@ -51,6 +57,18 @@
 #define MSGPIPE__W_RW_ACCESS 0x0012019Bu
 
 /* ---- Pipes (win32_stream.c) -------------------------------------------- */
+
+/* A message that carries handles starts with MSGPIPE__W_HDR bytes (the
+ * first 16 the magic, msgpipe__w_magic), 8 per handle, and then the
+ * payload - or, when it is split, 8 bytes of the payload's length (see
+ * msgpipe__w_hdr_parse in win32_stream.c).  MSGPIPE__W_HDR_MAX is the
+ * longest header. */
+#define MSGPIPE__W_MAGIC_LEN 16
+#define MSGPIPE__W_HDR 24
+#define MSGPIPE__W_HDR_MAX (MSGPIPE__W_HDR + 8 * MSGPIPE_MAX_HANDLES + 8)
+/* A message with handles larger than this in all is split (the size of
+ * the buffer of the pipes msgpipe makes). */
+#define MSGPIPE__W_SPLIT_MIN 65536
 
 /* States of a pipe's zero-byte "arm" read (see "Readiness" in
  * win32_stream.c). */
@@ -106,6 +124,40 @@ struct msgpipe {
      * msgpipe__w_rx_drain). */
     int rx_draining;
     uint64_t rx_drain_left; /* bytes of that message still in the pipe */
+    /*
+     * Handles with messages (win32_spawn.c; the wire form is described at
+     * msgpipe__w_hdr_parse in win32_stream.c).  peer_pid: the peer's process
+     * when the pipe cannot tell it (the parent's end of a spawned child,
+     * whose client end this process opened), else 0.  peer_proc: the
+     * peer's process opened for DuplicateHandle at the first handle message
+     * sent (GetCurrentProcess() for a pair), or NULL.  peer_trust: 1 if the
+     * peer runs as this process's user, -1 if not, 0 not known yet.
+     * tx_dup[0..tx_ndup): the copies in peer_proc that the write in flight
+     * carries; closed there again if that write fails.
+     */
+    DWORD peer_pid;
+    HANDLE peer_proc;
+    int peer_trust;
+    size_t tx_ndup;
+    uint64_t tx_dup[MSGPIPE_MAX_HANDLES];
+    /*
+     * A large message with handles goes out as two writes, its header
+     * first (see msgpipe__w_send_ex): tx_hov, tx_hbusy, tx_hlen and tx_hbuf
+     * are the header's write, as tx_ov... are the payload's; tx_split says
+     * that the copies in tx_dup go with the header's write.  On the
+     * receiving side, held_on says such a header was taken and its
+     * payload, of held_len bytes, is the next message; held[0..held_n)
+     * are its handle values, this process's.
+     */
+    OVERLAPPED tx_hov;
+    LONG volatile tx_hbusy;
+    DWORD tx_hlen;
+    int tx_split;
+    unsigned char tx_hbuf[MSGPIPE__W_HDR_MAX];
+    int held_on;
+    uint32_t held_n;
+    uint64_t held_len;
+    uint64_t held[MSGPIPE_MAX_HANDLES];
 };
 
 /* msgpipe__w_pipe_new - wrap the connected pipe handle h (overlapped, in
@@ -113,6 +165,36 @@ struct msgpipe {
  * accept.  On failure h is left open for the caller. */
 int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
                         msgpipe **out);
+
+/* ---- Handles with messages (win32_stream.c, win32_spawn.c) ------------- */
+
+extern const unsigned char msgpipe__w_magic[MSGPIPE__W_MAGIC_LEN];
+
+/* Send hdr (hlen bytes, may be 0) and then msg as one message, with the
+ * engine's commit rule; or with split, hdr (at most MSGPIPE__W_HDR_MAX
+ * bytes) as one message and msg as the next, both committed together.
+ * dup[0..ndup) are handle values already in p->peer_proc that the message
+ * carries: the call owns them, and they are closed there again unless the
+ * message (its header, when split) is delivered. */
+int msgpipe__w_send_ex(msgpipe *p, const unsigned char *hdr, size_t hlen,
+                       const void *msg, size_t len, int timeout_ms,
+                       const uint64_t *dup, size_t ndup, int split);
+
+/* Close the values v[0..n) in process proc (DUPLICATE_CLOSE_SOURCE). */
+void msgpipe__w_close_remote(HANDLE proc, const uint64_t *v, size_t n);
+
+/* 1 if the peer of p runs as this process's user (cached in
+ * p->peer_trust), 0 if not or if that cannot be told. */
+int msgpipe__w_peer_trusted(msgpipe *p);
+
+/* The peer's process id (p->peer_pid, or what the pipe says), or 0. */
+DWORD msgpipe__w_peer_pid(msgpipe *p);
+
+/* Does the peer of p run as this process's user, by what the pipe tells
+ * (win32_pipe.c: the client's token on a server end, the pipe's owner on a
+ * client end) - for a peer whose process can no longer be asked?  1 yes,
+ * 0 no, -1 cannot tell. */
+int msgpipe__w_pipe_same_user(msgpipe *p);
 
 /* ---- Errors, time and names (win32_stream.c) ---------------------------- */
 

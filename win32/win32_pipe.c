@@ -125,10 +125,16 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
     ULONG pid = 0;
     BOOL ok;
 
-    if (p->server_end)
+    /* The parent's end of a spawned child knows its peer better than the
+     * pipe, whose client end this process opened (win32_spawn.c). */
+    if (p->peer_pid != 0) {
+        pid = p->peer_pid;
+        ok = TRUE;
+    } else if (p->server_end) {
         ok = GetNamedPipeClientProcessId(p->h, &pid);
-    else
+    } else {
         ok = GetNamedPipeServerProcessId(p->h, &pid);
+    }
     if (!ok)
         return msgpipe__w_error(GetLastError());
     /* Process id 0 is the idle process, never a peer: it means the system
@@ -291,4 +297,29 @@ int msgpipe__b_same_user(msgpipe *p)
     if (sd != NULL)
         LocalFree(sd);
     return rc;
+}
+
+int msgpipe__w_pipe_same_user(msgpipe *p)
+{
+    PSECURITY_DESCRIPTOR sd = NULL;
+    TOKEN_USER *me = NULL, *user = NULL;
+    PSID sid = NULL;
+    int rc, same = -1;
+
+    rc = msgpipe__w_own_user(&me);
+    if (rc == MSGPIPE_OK) {
+        if (p->server_end) {
+            rc = msgpipe__w_client_user(p, &user);
+            sid = user != NULL ? user->User.Sid : NULL;
+        } else {
+            rc = msgpipe__w_pipe_owner(p, &sid, &sd);
+        }
+    }
+    if (rc == MSGPIPE_OK && sid != NULL)
+        same = EqualSid(sid, me->User.Sid) ? 1 : 0;
+    msgpipe__free(me);
+    msgpipe__free(user);
+    if (sd != NULL)
+        LocalFree(sd);
+    return same;
 }

@@ -8,7 +8,8 @@
  * Wire format: none of our own.  One WriteFile is one message and one
  * message is read back whole, so any Win32 program that opens the pipe in
  * message mode (the seed's pywin32 client, Python's multiprocessing on
- * Windows) is a msgpipe peer.
+ * Windows) is a msgpipe peer.  Only a message that carries handles has a
+ * header of ours in front (see "Handles with messages: the wire form").
  *
  * All handles are overlapped, so that every blocking call can have a
  * timeout and so that one thread may send while another receives on the
@@ -325,14 +326,17 @@ static int msgpipe__w_tx_finish(msgpipe *p, int64_t deadline)
     ULONG_PTR key;
     DWORD n, e;
     BOOL ok;
+    int rc = MSGPIPE_OK, mine;
 
-    while (p->tx_busy) {
+    while (p->tx_busy || p->tx_hbusy) {
         ov = NULL;
         n = 0;
         ok = msgpipe__w32.GetQueuedCompletionStatus(p->port, &n, &key, &ov,
                                                     msgpipe__w_left(deadline));
         if (ov == NULL) {
             e = GetLastError();
+            if (rc != MSGPIPE_OK)
+                return rc; /* the header of a split message failed */
             if (e == WAIT_TIMEOUT) {
                 msgpipe__set_os_error(WAIT_TIMEOUT);
                 return MSGPIPE_ETIMEDOUT;
@@ -340,16 +344,39 @@ static int msgpipe__w_tx_finish(msgpipe *p, int64_t deadline)
             return msgpipe__w_error(e);
         }
         e = ok ? 0 : GetLastError();
-        if (ov != &p->tx_ov)
+        if (ov == &p->tx_hov) {
+            /* The header of a split message: the handle copies are the
+             * peer's once it is delivered. */
+            InterlockedExchange(&p->tx_hbusy, 0);
+            mine = 1;
+            if (ok && n != p->tx_hlen) {
+                ok = FALSE;
+                e = ERROR_WRITE_FAULT;
+            }
+        } else if (ov == &p->tx_ov) {
+            InterlockedExchange(&p->tx_busy, 0);
+            mine = !p->tx_split;
+            if (ok && n != p->tx_len) {
+                ok = FALSE; /* message-mode writes are all or nothing */
+                e = ERROR_WRITE_FAULT;
+            }
+        } else {
             continue; /* not a write's (reads post nothing here) */
-        InterlockedExchange(&p->tx_busy, 0);
-        if (!ok)
-            return msgpipe__w_error(e);
-        if (n != p->tx_len) /* message-mode writes are all or nothing */
-            return msgpipe__w_error(ERROR_WRITE_FAULT);
+        }
+        if (mine) {
+            /* Not delivered: the handle copies it carried go again. */
+            if (!ok)
+                msgpipe__w_close_remote(p->peer_proc, p->tx_dup, p->tx_ndup);
+            p->tx_ndup = 0; /* else delivered: they are the peer's now */
+        }
+        if (!ok && rc == MSGPIPE_OK)
+            rc = msgpipe__w_error(e);
     }
-    return MSGPIPE_OK;
+    return rc;
 }
+
+static void msgpipe__w_rx_close_queued(msgpipe *p);
+static void msgpipe__w_held_close(msgpipe *p);
 
 /*
  * Close is graceful: a message whose send returned MSGPIPE_OK is in the
@@ -366,15 +393,19 @@ void msgpipe__b_close(msgpipe *p)
 {
     DWORD n;
 
-    if (p->tx_busy)
+    if (p->tx_busy || p->tx_hbusy)
         msgpipe__w_tx_finish(p, msgpipe__deadline(p->linger_ms));
-    if (p->tx_busy) { /* still in flight after linger_ms (or the port
-                         failed): cut it off */
-        msgpipe__w32.CancelIoEx(p->h, &p->tx_ov);
+    if (p->tx_busy || p->tx_hbusy) { /* still in flight after linger_ms (or
+                                        the port failed): cut it off */
+        if (p->tx_hbusy)
+            msgpipe__w32.CancelIoEx(p->h, &p->tx_hov);
+        if (p->tx_busy)
+            msgpipe__w32.CancelIoEx(p->h, &p->tx_ov);
         msgpipe__w_tx_finish(p, -1);
         /* Should the port fail, the kernel may still own tx_ov: wait for
          * it directly before p is freed. */
-        while (!msgpipe__w_ov_done(&p->tx_ov))
+        while (!msgpipe__w_ov_done(&p->tx_ov) ||
+               !msgpipe__w_ov_done(&p->tx_hov))
             Sleep(1);
     }
     /* The armed zero-byte read writes into p->arm_ov when it ends: cancel
@@ -384,10 +415,16 @@ void msgpipe__b_close(msgpipe *p)
         msgpipe__w32.CancelIoEx(p->h, &p->arm_ov);
         msgpipe__w32.GetOverlappedResult(p->h, &p->arm_ov, &n, TRUE);
     }
+    /* Handles of a split message whose payload never came. */
+    if (p->held_on)
+        msgpipe__w_held_close(p);
+    msgpipe__w_rx_close_queued(p);
     CloseHandle(p->h);
     CloseHandle(p->port);
     CloseHandle(p->rd_ev);
     CloseHandle(p->ready_ev);
+    if (p->peer_proc != NULL && p->peer_proc != GetCurrentProcess())
+        CloseHandle(p->peer_proc);
     msgpipe__free(p->tx_buf);
     msgpipe__free(p->stash);
     msgpipe__free(p);
@@ -417,51 +454,141 @@ void msgpipe__b_close(msgpipe *p)
  * The write reports to the pipe's completion port, so the exit of the
  * thread that issued it does not cancel it (see the top of this file).
  */
-int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
+int msgpipe__w_send_ex(msgpipe *p, const unsigned char *hdr, size_t hlen,
+                       const void *msg, size_t len, int timeout_ms,
+                       const uint64_t *dup, size_t ndup, int split)
 {
     static const unsigned char empty = 0;
     int64_t deadline = msgpipe__deadline(timeout_ms);
     const void *src = len > 0 ? msg : (const void *)&empty;
+    size_t pre = split ? 0 : hlen; /* what goes in front of msg */
+    size_t total = pre + len;
     DWORD e;
     int rc;
 
-    if ((uint64_t)len > p->max_message)
-        return MSGPIPE_EMSGSIZE;
-    /* WriteFile takes a 32-bit count and a message cannot be split. */
-    if ((uint64_t)len > (uint64_t)MAXDWORD)
-        return MSGPIPE_EMSGSIZE;
+    /* max_message is the payload's limit; WriteFile takes a 32-bit count
+     * and a message cannot be split. */
+    if ((uint64_t)len > p->max_message ||
+        (uint64_t)len > (uint64_t)MAXDWORD - pre) {
+        rc = MSGPIPE_EMSGSIZE;
+        goto not_sent;
+    }
     /* The message committed before this one goes first. */
     rc = msgpipe__w_tx_finish(p, deadline);
     if (rc != MSGPIPE_OK)
-        return rc;
-    if (timeout_ms != MSGPIPE_INFINITE && len > 0) {
-        if (len > p->tx_cap ||
-            (p->tx_cap > MSGPIPE__W_TX_KEEP && len < p->tx_cap / 4)) {
-            size_t cap = len > MSGPIPE__W_TX_KEEP ? len : MSGPIPE__W_TX_KEEP;
+        goto not_sent;
+    if ((timeout_ms != MSGPIPE_INFINITE || pre > 0) && total > 0) {
+        if (total > p->tx_cap ||
+            (p->tx_cap > MSGPIPE__W_TX_KEEP && total < p->tx_cap / 4)) {
+            size_t cap =
+                total > MSGPIPE__W_TX_KEEP ? total : MSGPIPE__W_TX_KEEP;
             unsigned char *b = (unsigned char *)msgpipe__malloc(cap);
-            if (b == NULL)
-                return MSGPIPE_ENOMEM;
+            if (b == NULL) {
+                rc = MSGPIPE_ENOMEM;
+                goto not_sent;
+            }
             msgpipe__free(p->tx_buf);
             p->tx_buf = b;
             p->tx_cap = cap;
         }
-        memcpy(p->tx_buf, msg, len);
+        if (pre > 0)
+            memcpy(p->tx_buf, hdr, pre);
+        if (len > 0)
+            memcpy(p->tx_buf + pre, msg, len);
         src = p->tx_buf;
     }
+    p->tx_split = split;
+    if (split) {
+        /*
+         * The header alone first, then the payload as the next message,
+         * both issued before either is waited for: a write the pipe's
+         * buffer can hold completes at once, so the header - and with it
+         * the handle values - is the receiver's even if this process dies
+         * while the payload is still going out (the receiver then closes
+         * them at ECLOSED).  In one message, a killed writer's message
+         * vanishes, and the copies already in the receiver with it.  The
+         * receiver takes the next message as the payload (sends on a pipe
+         * are one at a time) and checks its length.
+         */
+        memcpy(p->tx_hbuf, hdr, hlen);
+        memset(&p->tx_hov, 0, sizeof(p->tx_hov));
+        p->tx_hlen = (DWORD)hlen;
+        if (!msgpipe__w32.WriteFile(p->h, p->tx_hbuf, (DWORD)hlen, NULL,
+                                    &p->tx_hov)) {
+            e = GetLastError();
+            if (e != ERROR_IO_PENDING) {
+                rc = msgpipe__w_error(e);
+                goto not_sent;
+            }
+        }
+        /* Issued: the copies go with it (msgpipe__w_tx_finish). */
+        if (ndup > 0)
+            memcpy(p->tx_dup, dup, ndup * sizeof(dup[0]));
+        p->tx_ndup = ndup;
+        InterlockedExchange(&p->tx_hbusy, 1);
+    }
     memset(&p->tx_ov, 0, sizeof(p->tx_ov)); /* no event: see above */
-    p->tx_len = (DWORD)len;
-    if (!msgpipe__w32.WriteFile(p->h, src, (DWORD)len, NULL, &p->tx_ov)) {
+    p->tx_len = (DWORD)total;
+    if (!msgpipe__w32.WriteFile(p->h, src, (DWORD)total, NULL, &p->tx_ov)) {
         e = GetLastError();
-        if (e != ERROR_IO_PENDING)
-            return msgpipe__w_error(e); /* nothing was written */
+        if (e != ERROR_IO_PENDING) {
+            rc = msgpipe__w_error(e); /* nothing of it was written */
+            if (!split)
+                goto not_sent;
+            /* Withdraw the header if it is still there to withdraw (its
+             * copies go with it); one that got through finds a payload of
+             * the wrong length, or the end, at the receiver, which then
+             * closes its handles. */
+            msgpipe__w32.CancelIoEx(p->h, &p->tx_hov);
+            msgpipe__w_tx_finish(p, -1);
+            return rc;
+        }
     }
     /* Issued: from here on the message is committed.  Its completion (even
-     * one at once) is posted to the port. */
+     * one at once) is posted to the port, and decides the fate of the
+     * handle copies it carries (msgpipe__w_tx_finish). */
+    if (!split) {
+        if (ndup > 0)
+            memcpy(p->tx_dup, dup, ndup * sizeof(dup[0]));
+        p->tx_ndup = ndup;
+    }
     InterlockedExchange(&p->tx_busy, 1);
     rc = msgpipe__w_tx_finish(p, deadline);
     if (rc == MSGPIPE_ETIMEDOUT)
         return MSGPIPE_OK; /* in flight, from p->tx_buf */
     return rc;
+
+not_sent:
+    msgpipe__w_close_remote(p->peer_proc, dup, ndup);
+    return rc;
+}
+
+void msgpipe__w_close_remote(HANDLE proc, const uint64_t *v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        DuplicateHandle(proc, (HANDLE)(uintptr_t)v[i], NULL, NULL, 0, FALSE,
+                        DUPLICATE_CLOSE_SOURCE);
+}
+
+/*
+ * A plain message that happens to begin with the magic of a handle message
+ * goes out behind a header that carries no handles, so that the receiver
+ * gives back exactly the payload (docs/decisions.md).
+ */
+int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
+{
+    unsigned char hdr[MSGPIPE__W_HDR];
+
+    if (len >= MSGPIPE__W_MAGIC_LEN &&
+        memcmp(msg, msgpipe__w_magic, MSGPIPE__W_MAGIC_LEN) == 0) {
+        memset(hdr, 0, sizeof(hdr));
+        memcpy(hdr, msgpipe__w_magic, MSGPIPE__W_MAGIC_LEN);
+        return msgpipe__w_send_ex(p, hdr, MSGPIPE__W_HDR, msg, len, timeout_ms,
+                                  NULL, 0, 0);
+    }
+    return msgpipe__w_send_ex(p, NULL, 0, msg, len, timeout_ms, NULL, 0, 0);
 }
 
 /* ---- Receiving ----------------------------------------------------------- */
@@ -855,82 +982,417 @@ static int msgpipe__w_rx_drain(msgpipe *p, uint64_t size, int64_t deadline)
 }
 
 /*
+ * Handles with messages: the wire form.
+ *
+ * A message that carries handles is one message-mode message: 16 bytes of
+ * magic (msgpipe__w_magic), the count n (uint32, little-endian, at most
+ * MSGPIPE_MAX_HANDLES), a uint32 of flags (0), n handle values as uint64
+ * little-endian - each already duplicated into the receiver's process by
+ * the sender (msgpipe__b_send_handles) - and then the payload.  A plain
+ * message that begins with the magic is sent behind a header with n = 0
+ * (msgpipe__b_send), so every message is read back exactly as it was
+ * sent.  A foreign peer that never sends the magic sees and sends plain
+ * messages only.
+ *
+ * A large one (more than MSGPIPE__W_SPLIT_MIN bytes in all) is split: the
+ * header alone, with flags 1, n >= 1 and after the values the payload's
+ * length as a uint64, is one message, and the payload the next one (see
+ * msgpipe__w_send_ex for why).  The receiver holds the handles of such a
+ * header (p->held_*) until the payload comes, and closes them if the
+ * end comes instead or a message of another length.
+ */
+const unsigned char msgpipe__w_magic[MSGPIPE__W_MAGIC_LEN] = {
+    0x00, 'm', 's', 'g', 'p', 'i', 'p', 'e',
+    0x00, 'h', 'a', 'n', 'd', 'l', 'e', 0x01};
+
+/* How long a receive that has taken the header of a split message waits
+ * for its payload at least, whatever its timeout: the sender issues both
+ * writes at once, so the payload is there already or about to be. */
+#define MSGPIPE__W_SPLIT_GRACE_MS 1000
+
+enum {
+    MSGPIPE__W_MSG_PLAIN,   /* no header: all of it is the payload */
+    MSGPIPE__W_MSG_HANDLES, /* a header with *n handles, then the payload */
+    MSGPIPE__W_MSG_SPLIT,   /* a header with *n handles alone */
+    MSGPIPE__W_MSG_BAD      /* the magic, but a malformed header */
+};
+
+/* What msgpipe__w_rx_unwrap says of a split header it took. */
+#define MSGPIPE__W_HELD 1
+
+static uint32_t msgpipe__w_get_le32(const unsigned char *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+           (uint32_t)b[3] << 24;
+}
+
+static uint64_t msgpipe__w_get_le64(const unsigned char *b)
+{
+    return (uint64_t)msgpipe__w_get_le32(b) |
+           (uint64_t)msgpipe__w_get_le32(b + 4) << 32;
+}
+
+/* What a message of total bytes is, from its first have bytes (have is at
+ * least min(total, MSGPIPE__W_HDR_MAX)).  For a split header, *follow is
+ * the length of the payload that follows. */
+static int msgpipe__w_hdr_parse(const unsigned char *b, size_t have,
+                                uint64_t total, uint32_t *n, uint64_t *follow)
+{
+    uint32_t flags;
+    size_t vals;
+
+    *n = 0;
+    *follow = 0;
+    if (total < MSGPIPE__W_MAGIC_LEN || have < MSGPIPE__W_MAGIC_LEN ||
+        memcmp(b, msgpipe__w_magic, MSGPIPE__W_MAGIC_LEN) != 0)
+        return MSGPIPE__W_MSG_PLAIN;
+    if (total < MSGPIPE__W_HDR || have < MSGPIPE__W_HDR)
+        return MSGPIPE__W_MSG_BAD;
+    *n = msgpipe__w_get_le32(b + 16);
+    flags = msgpipe__w_get_le32(b + 20);
+    vals = MSGPIPE__W_HDR + 8 * (size_t)(*n <= MSGPIPE_MAX_HANDLES ? *n : 0);
+    if (*n <= MSGPIPE_MAX_HANDLES && flags == 0 && total >= vals &&
+        have >= vals)
+        return MSGPIPE__W_MSG_HANDLES;
+    if (*n >= 1 && *n <= MSGPIPE_MAX_HANDLES && flags == 1 &&
+        total == vals + 8 && have >= vals + 8) {
+        *follow = msgpipe__w_get_le64(b + vals);
+        return MSGPIPE__W_MSG_SPLIT;
+    }
+    *n = 0;
+    return MSGPIPE__W_MSG_BAD;
+}
+
+/* The first bytes (up to MSGPIPE__W_HDR_MAX) of the message at the front,
+ * of size bytes, without consuming any: the stash, then a peek. */
+static size_t msgpipe__w_rx_head(msgpipe *p, uint64_t size,
+                                 unsigned char head[MSGPIPE__W_HDR_MAX])
+{
+    size_t want = size < MSGPIPE__W_HDR_MAX ? (size_t)size : MSGPIPE__W_HDR_MAX;
+    size_t have = 0;
+    DWORD got = 0;
+
+    if (p->stash != NULL) {
+        have = p->stash_len < want ? p->stash_len : want;
+        memcpy(head, p->stash, have);
+    }
+    if (have < want &&
+        msgpipe__w32.PeekNamedPipe(p->h, head + have, (DWORD)(want - have),
+                                   &got, NULL, NULL))
+        have += got;
+    return have;
+}
+
+/* Close the handle values of a header in this process. */
+static void msgpipe__w_close_values(const unsigned char *vals, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        CloseHandle((HANDLE)(uintptr_t)msgpipe__w_get_le64(vals + 8 * i));
+}
+
+/* Hand out the values v[0..n): the first hcap into h, the rest closed. */
+static int msgpipe__w_give(const uint64_t *v, uint32_t n, msgpipe_native *h,
+                           size_t hcap, size_t *nh)
+{
+    uint32_t i;
+
+    for (i = 0; i < n; i++) {
+        if (i < hcap)
+            h[i] = (msgpipe_native)(uintptr_t)v[i];
+        else
+            CloseHandle((HANDLE)(uintptr_t)v[i]);
+    }
+    *nh = n < hcap ? n : hcap;
+    return n > hcap ? MSGPIPE_EHANDLES : MSGPIPE_OK;
+}
+
+/* The held handles of a split message whose payload is not coming. */
+static void msgpipe__w_held_close(msgpipe *p)
+{
+    uint32_t i;
+
+    for (i = 0; i < p->held_n; i++)
+        CloseHandle((HANDLE)(uintptr_t)p->held[i]);
+    p->held_on = 0;
+    p->held_n = 0;
+}
+
+/*
+ * The message m of got bytes was received: find its payload (*off, *plen)
+ * and hand out its handles.  MSGPIPE_OK; EHANDLES when it carried more
+ * than hcap (the rest closed); MSGPIPE__W_HELD for the header of a split
+ * message (its handles are now held for the payload); EPROTO for a
+ * malformed header, or for handle values from a peer that does not run as
+ * this user (then they are left alone: they may name anything of ours).
+ */
+static int msgpipe__w_rx_unwrap(msgpipe *p, const unsigned char *m, size_t got,
+                                msgpipe_native *h, size_t hcap, size_t *nh,
+                                size_t *off, size_t *plen)
+{
+    uint64_t v[MSGPIPE_MAX_HANDLES], follow;
+    uint32_t n, i;
+    int kind;
+
+    *off = 0;
+    *plen = got;
+    kind = msgpipe__w_hdr_parse(m, got, got, &n, &follow);
+    if (kind == MSGPIPE__W_MSG_PLAIN)
+        return MSGPIPE_OK;
+    if (kind == MSGPIPE__W_MSG_BAD || (n > 0 && !msgpipe__w_peer_trusted(p))) {
+        msgpipe__set_os_error(ERROR_INVALID_DATA);
+        return MSGPIPE_EPROTO;
+    }
+    for (i = 0; i < n; i++)
+        v[i] = msgpipe__w_get_le64(m + MSGPIPE__W_HDR + 8 * i);
+    if (kind == MSGPIPE__W_MSG_SPLIT) {
+        memcpy(p->held, v, n * sizeof(v[0]));
+        p->held_n = n;
+        p->held_len = follow;
+        p->held_on = 1;
+        return MSGPIPE__W_HELD;
+    }
+    *off = MSGPIPE__W_HDR + 8 * (size_t)n;
+    *plen = got - *off;
+    return msgpipe__w_give(v, n, h, hcap, nh);
+}
+
+/* What msgpipe__w_rx_close_queued reads at most: messages, and bytes (a
+ * large message ends it). */
+#define MSGPIPE__W_CLOSE_MSGS 4096
+#define MSGPIPE__W_CLOSE_PLAIN 65536
+#define MSGPIPE__W_CLOSE_BYTES (4u << 20)
+
+/*
+ * At close: the handles of messages that are still queued would stay open
+ * in this process - the sender duplicated them into it - so the messages
+ * already there are read, without waiting, and the handles of each are
+ * closed.  Bounded: it stops after a large message, after
+ * MSGPIPE__W_CLOSE_BYTES, or at anything unexpected (a peer that keeps a
+ * large message queued before handle messages can still leave some
+ * open).
+ */
+static void msgpipe__w_rx_close_queued(msgpipe *p)
+{
+    unsigned char head[MSGPIPE__W_HDR_MAX], none;
+    int64_t now = msgpipe__deadline(0);
+    uint64_t size, plain = 0, follow;
+    DWORD avail, left, n, err;
+    uint32_t k;
+    size_t hn;
+    int i, kind;
+
+    if (p->rx_draining && msgpipe__w_rx_drain(p, 0, now) != MSGPIPE_OK)
+        return;
+    for (i = 0; i < MSGPIPE__W_CLOSE_MSGS; i++) {
+        avail = left = 0;
+        if (!msgpipe__w32.PeekNamedPipe(p->h, NULL, 0, NULL, &avail, &left))
+            return;
+        if (p->stash == NULL && left == 0) {
+            /* Nothing, or an empty message: a zero-byte read takes it. */
+            if (avail == 0 || msgpipe__w_io(p->h, p->rd_ev, &none, 0, now, &n,
+                                            &err) != MSGPIPE__W_IO_OK)
+                return;
+            continue;
+        }
+        size = (uint64_t)p->stash_len + left;
+        hn = msgpipe__w_rx_head(p, size, head);
+        kind = msgpipe__w_hdr_parse(head, hn, size, &k, &follow);
+        if ((kind == MSGPIPE__W_MSG_HANDLES || kind == MSGPIPE__W_MSG_SPLIT) &&
+            k > 0 && msgpipe__w_peer_trusted(p))
+            msgpipe__w_close_values(head + MSGPIPE__W_HDR, k);
+        /* The next one is looked at only if this one is cheap to skip. */
+        plain += size;
+        if (size > MSGPIPE__W_CLOSE_PLAIN || plain > MSGPIPE__W_CLOSE_BYTES)
+            return;
+        if (msgpipe__w_rx_drain(p, size, now) != MSGPIPE_OK || p->rx_draining)
+            return;
+    }
+}
+
+/*
  * The one receive path of msgpipe__b_recv (msg NULL: into buf, of cap
- * bytes) and msgpipe__b_recv_alloc (into a new block, given in *msg).
+ * bytes), msgpipe__b_recv_alloc (into a new block, given in *msg) and
+ * msgpipe__b_recv_handles (either, with handles into h[0..hcap)).
  *
  * recv_alloc allocates exactly the size PeekNamedPipe reports.  That is not
  * a length the peer announced: it is the count of bytes the peer has really
  * written (they sit in the pipe's buffer or in the writer's pending
  * WriteFile), measured by the system, and bounded by max_message first.
+ *
+ * A message with a header (see msgpipe__w_hdr_parse) is read whole like
+ * any other and then unwrapped.  Only when its size decides ENOBUFS or
+ * EMSGSIZE is its header peeked at first: the limits are the payload's.
+ * The header of a split message is taken by itself, and then its payload,
+ * the next message, is received as this one (raw: a payload is never
+ * unwrapped).
  */
 static int msgpipe__w_recv(msgpipe *p, unsigned char *buf, size_t cap,
-                           void **msg, size_t *len, int timeout_ms)
+                           void **msg, size_t *len, msgpipe_native *h,
+                           size_t hcap, size_t *nh, int timeout_ms)
 {
-    int64_t deadline = msgpipe__deadline(timeout_ms);
-    uint64_t size = 0;
+    int64_t deadline = msgpipe__deadline(timeout_ms), now;
+    unsigned char head[MSGPIPE__W_HDR_MAX], hbuf[MSGPIPE__W_HDR_MAX];
+    uint64_t size = 0, psize, follow;
     unsigned char *dst;
-    size_t got;
+    size_t got, off, plen, hn;
+    uint32_t n;
     DWORD err;
-    int rc, r, empty;
+    int rc, r, empty, kind, own, raw;
 
     for (;;) {
         rc = msgpipe__w_rx_next(p, deadline, &size, &empty);
-        if (rc != MSGPIPE_OK)
+        if (rc != MSGPIPE_OK) {
+            if (rc == MSGPIPE_ECLOSED && p->held_on)
+                msgpipe__w_held_close(p); /* the payload never came */
             return rc;
-        if (!empty && size > p->max_message) {
-            msgpipe__w_rx_drain(p, size, deadline);
-            *len = (size_t)size;
-            return MSGPIPE_EMSGSIZE;
         }
-        if (msg == NULL) {
-            if (empty) {
-                *len = 0;
-                return MSGPIPE_OK;
-            }
-            if (size > cap) {
-                *len = (size_t)size; /* nothing consumed: it stays queued */
-                return MSGPIPE_ENOBUFS;
-            }
-            dst = buf;
-        } else {
-            if (size >= (uint64_t)SIZE_MAX)
-                return MSGPIPE_ENOMEM;
-            dst = (unsigned char *)msgpipe__malloc((size_t)size + 1);
-            if (dst == NULL) {
-                /* Nothing consumed: it stays queued.  An empty message was
-                 * consumed by the zero-byte read; put it back. */
+        raw = p->held_on;
+        psize = size;
+        kind = MSGPIPE__W_MSG_PLAIN;
+        n = 0;
+        hn = 0;
+        if (raw) {
+            if (empty || size != p->held_len) {
+                /* Not the payload its header announced: the handles go,
+                 * and this message is received next as itself. */
+                msgpipe__w_held_close(p);
                 if (empty) {
                     p->rx_empty = 1;
                     p->rx_state = MSGPIPE__W_RX_DONE;
                     SetEvent(p->ready_ev);
                 }
-                return MSGPIPE_ENOMEM;
+                msgpipe__set_os_error(ERROR_INVALID_DATA);
+                return MSGPIPE_EPROTO;
             }
-            if (empty) {
-                dst[0] = 0;
-                *msg = dst;
-                *len = 0;
-                return MSGPIPE_OK;
+        } else if (!empty && size >= MSGPIPE__W_MAGIC_LEN &&
+                   (size > p->max_message || (msg == NULL && size > cap))) {
+            hn = msgpipe__w_rx_head(p, size, head);
+            kind = msgpipe__w_hdr_parse(head, hn, size, &n, &follow);
+            if (kind == MSGPIPE__W_MSG_HANDLES)
+                psize = size - (MSGPIPE__W_HDR + 8 * (uint64_t)n);
+        }
+        own = 0;
+        if (kind == MSGPIPE__W_MSG_SPLIT) {
+            /* A split header: taken by itself; the limits apply to the
+             * payload that follows. */
+            dst = hbuf;
+        } else {
+            if (!empty && psize > p->max_message) {
+                /* Discarded: so are the handles it carries. */
+                if (raw)
+                    msgpipe__w_held_close(p);
+                else if (kind == MSGPIPE__W_MSG_HANDLES && n > 0 &&
+                         msgpipe__w_peer_trusted(p))
+                    msgpipe__w_close_values(head + MSGPIPE__W_HDR, n);
+                msgpipe__w_rx_drain(p, size, deadline);
+                *len = (size_t)psize;
+                return MSGPIPE_EMSGSIZE;
+            }
+            if (msg == NULL) {
+                if (empty) {
+                    *len = 0;
+                    return MSGPIPE_OK;
+                }
+                if (psize > cap) {
+                    *len = (size_t)psize; /* nothing consumed: queued */
+                    return MSGPIPE_ENOBUFS;
+                }
+                if (size <= cap) {
+                    dst = buf;
+                } else {
+                    /* The payload fits, its header does not: read it
+                     * whole elsewhere (such messages are small). */
+                    dst = (unsigned char *)msgpipe__malloc((size_t)size);
+                    if (dst == NULL)
+                        return MSGPIPE_ENOMEM; /* nothing consumed */
+                    own = 1;
+                }
+            } else {
+                if (size >= (uint64_t)SIZE_MAX)
+                    return MSGPIPE_ENOMEM;
+                dst = (unsigned char *)msgpipe__malloc((size_t)size + 1);
+                if (dst == NULL) {
+                    /* Nothing consumed: it stays queued.  An empty message
+                     * was consumed by the zero-byte read; put it back. */
+                    if (empty) {
+                        p->rx_empty = 1;
+                        p->rx_state = MSGPIPE__W_RX_DONE;
+                        SetEvent(p->ready_ev);
+                    }
+                    return MSGPIPE_ENOMEM;
+                }
+                own = 1;
+                if (empty) {
+                    dst[0] = 0;
+                    *msg = dst;
+                    *len = 0;
+                    return MSGPIPE_OK;
+                }
             }
         }
         r = msgpipe__w_rx_take(p, dst, size, deadline, &got, &err);
         if (r == MSGPIPE__W_IO_OK) {
             msgpipe__w_stash_drop(p);
-            if (msg != NULL) {
-                dst[got] = 0;
-                *msg = dst;
+            if (raw) {
+                off = 0;
+                plen = got;
+                rc = msgpipe__w_give(p->held, p->held_n, h, hcap, nh);
+                p->held_on = 0;
+                p->held_n = 0;
+            } else {
+                rc =
+                    msgpipe__w_rx_unwrap(p, dst, got, h, hcap, nh, &off, &plen);
             }
-            *len = got;
-            return MSGPIPE_OK;
+            if (rc == MSGPIPE__W_HELD) {
+                /* The payload is the next message: wait for it a little
+                 * even with a short timeout. */
+                if (own)
+                    msgpipe__free(dst);
+                now = msgpipe__now_ms();
+                if (deadline >= 0 && deadline < now + MSGPIPE__W_SPLIT_GRACE_MS)
+                    deadline = now + MSGPIPE__W_SPLIT_GRACE_MS;
+                continue;
+            }
+            if (rc != MSGPIPE_EPROTO && msg == NULL && plen > cap) {
+                /* Only if the message changed between the peek and the read
+                 * (a writer withdrew the one peeked at): consumed, and too
+                 * large for buf. */
+                size_t i;
+                for (i = 0; i < *nh; i++)
+                    CloseHandle((HANDLE)h[i]);
+                *nh = 0;
+                msgpipe__set_os_error(ERROR_INVALID_DATA);
+                rc = MSGPIPE_EPROTO;
+            }
+            if (rc == MSGPIPE_EPROTO) {
+                if (own)
+                    msgpipe__free(dst);
+                return rc;
+            }
+            if (msg != NULL) {
+                if (off > 0)
+                    memmove(dst, dst + off, plen);
+                dst[plen] = 0;
+                *msg = dst;
+            } else if (own) {
+                memcpy(buf, dst + off, plen);
+                msgpipe__free(dst);
+            } else if (off > 0) {
+                memmove(buf, buf + off, plen);
+            }
+            *len = plen;
+            return rc;
         }
         if (r != MSGPIPE__W_IO_MORE) {
-            if (msg != NULL)
+            if (own)
                 msgpipe__free(dst);
             return msgpipe__w_io_rc(r, err);
         }
         /* The message grew under us: keep what was read (an allocated
          * block becomes the stash itself, which cannot fail). */
-        rc = msgpipe__w_stash_keep(p, dst, got, msg != NULL);
+        rc = msgpipe__w_stash_keep(p, dst, got, own);
         if (rc != MSGPIPE_OK)
             return rc;
         /* A read that came back short: the rest of this size must follow.
@@ -943,12 +1405,25 @@ static int msgpipe__w_recv(msgpipe *p, unsigned char *buf, size_t cap,
 int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
                     int timeout_ms)
 {
-    return msgpipe__w_recv(p, (unsigned char *)buf, cap, NULL, len, timeout_ms);
+    size_t nh = 0;
+
+    return msgpipe__w_recv(p, (unsigned char *)buf, cap, NULL, len, NULL, 0,
+                           &nh, timeout_ms);
 }
 
 int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
 {
-    return msgpipe__w_recv(p, NULL, 0, msg, len, timeout_ms);
+    size_t nh = 0;
+
+    return msgpipe__w_recv(p, NULL, 0, msg, len, NULL, 0, &nh, timeout_ms);
+}
+
+int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
+                            msgpipe_native *h, size_t hcap, size_t *nh,
+                            int timeout_ms)
+{
+    return msgpipe__w_recv(p, (unsigned char *)buf, cap, NULL, len, h, hcap, nh,
+                           timeout_ms);
 }
 
 /* ---- Readiness for msgpipe_poll and outside event loops ------------------ */
@@ -1031,8 +1506,10 @@ int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now)
     msgpipe__w_pipe_local_info info;
 
     (void)now;
-    if (InterlockedCompareExchange(&p->tx_busy, 0, 0) == 0 ||
-        msgpipe__w_ov_done(&p->tx_ov))
+    if ((InterlockedCompareExchange(&p->tx_busy, 0, 0) == 0 ||
+         msgpipe__w_ov_done(&p->tx_ov)) &&
+        (InterlockedCompareExchange(&p->tx_hbusy, 0, 0) == 0 ||
+         msgpipe__w_ov_done(&p->tx_hov)))
         return 1;
     if (!msgpipe__w_pipe_info(p->h, &info))
         return 1;
