@@ -25,7 +25,7 @@
 #include <poll.h>
 #include <stdlib.h>
 
-/* Items up to this many need no allocation (two descriptors each). */
+/* Items up to this many need no allocation (two slots each). */
 #define MSGPIPE__POLL_STACK 32
 
 /* For item i, its descriptors are pf[2 * i] and pf[2 * i + 1]:
@@ -118,32 +118,84 @@ static int msgpipe__poll_read(msgpipe_pollitem *items, size_t n,
     return ready;
 }
 
+/* poll(2) refuses more slots than RLIMIT_NOFILE, even slots of -1, and
+ * two per item would be twice the descriptors of pipes watched one way.
+ * So poll() gets only the slots in use, packed: cf[k] is pf[map[k]], and
+ * an item's two slots on one descriptor (a socket watched both ways) share
+ * one entry, whose first slot map[k] names.  Returns the count. */
+static size_t msgpipe__poll_pack(const struct pollfd *pf, size_t nslots,
+                                 struct pollfd *cf, size_t *map)
+{
+    size_t i, k = 0;
+
+    for (i = 0; i < nslots; i++) {
+        if (pf[i].fd < 0)
+            continue;
+        if ((i & 1) != 0 && pf[i - 1].fd == pf[i].fd) {
+            cf[k - 1].events |= pf[i].events; /* pf[i - 1] is cf[k - 1] */
+            continue;
+        }
+        cf[k] = pf[i];
+        map[k] = i;
+        k++;
+    }
+    return k;
+}
+
+/* Hand what poll() saw in cf back to the slots of pf, each slot only the
+ * events it asked for (and the end or an error). */
+static void msgpipe__poll_unpack(struct pollfd *pf, const struct pollfd *cf,
+                                 const size_t *map, size_t k)
+{
+    const short always = POLLHUP | POLLERR | POLLNVAL;
+    size_t i;
+
+    for (i = 0; i < k; i++) {
+        size_t j = map[i];
+        pf[j].revents = (short)(cf[i].revents & (pf[j].events | always));
+        if ((j & 1) == 0 && pf[j + 1].fd == pf[j].fd)
+            pf[j + 1].revents =
+                (short)(cf[i].revents & (pf[j + 1].events | always));
+    }
+}
+
 int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
     struct pollfd stack[2 * MSGPIPE__POLL_STACK], *pf = stack;
+    struct pollfd cstack[2 * MSGPIPE__POLL_STACK], *cf = cstack;
+    size_t mstack[2 * MSGPIPE__POLL_STACK], *map = mstack, k;
     int ready, rc, wait;
 
     if (n > MSGPIPE__POLL_STACK) {
-        if (n > (size_t)-1 / (2 * sizeof(*pf)))
+        const size_t per = 2 * (2 * sizeof(*pf) + sizeof(*map));
+        unsigned char *block;
+        if (n > (size_t)-1 / per)
             return MSGPIPE_EINVAL;
-        pf = (struct pollfd *)msgpipe__malloc(2 * n * sizeof(*pf));
-        if (pf == NULL)
+        block = (unsigned char *)msgpipe__malloc(n * per);
+        if (block == NULL)
             return MSGPIPE_ENOMEM;
+        /* One block: pf, cf (2n pollfds each), then map (2n). */
+        pf = (struct pollfd *)(void *)block;
+        cf = pf + 2 * n;
+        map = (size_t *)(void *)(cf + 2 * n);
     }
     for (;;) {
         msgpipe__poll_fill(items, n, pf, &ready);
+        k = msgpipe__poll_pack(pf, 2 * n, cf, map);
         /* Something is ready already: only look at the rest, no wait. */
         wait = ready > 0 ? 0 : msgpipe__remaining(deadline);
-        rc = msgpipe__sys.poll(pf, (nfds_t)(2 * n), wait);
+        rc = msgpipe__sys.poll(cf, (nfds_t)k, wait);
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
             rc = msgpipe__from_errno(errno);
             break;
         }
-        if (rc > 0)
+        if (rc > 0) {
+            msgpipe__poll_unpack(pf, cf, map, k);
             ready = msgpipe__poll_read(items, n, pf);
+        }
         if (ready > 0) {
             rc = ready;
             break;

@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef _WIN32
+#include <fcntl.h>
+#include <sys/resource.h>
+#endif
+
 /* ---- Helpers ------------------------------------------------------------ */
 
 static void item_pipe(msgpipe_pollitem *it, msgpipe *p, unsigned events)
@@ -733,6 +738,68 @@ static void test_native_handle_for_output(void **state)
     sup_pair_close(&pr);
 }
 
+/* ---- No more poll() slots than descriptors ------------------------------
+ *
+ * poll(2) refuses more slots than RLIMIT_NOFILE (EINVAL).  Each item may
+ * need two slots (input and output), but a pipe watched for input only
+ * uses one: msgpipe_poll must pass only the slots it uses.  Here both ends
+ * of many pairs are watched for input, under a soft limit just above the
+ * number of descriptors open - fewer than two slots per item. */
+#ifndef _WIN32
+static long count_open_fds(void)
+{
+    struct rlimit rl;
+    long fd, n = 0, top = 65536;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (long)rl.rlim_cur < top)
+        top = (long)rl.rlim_cur;
+    for (fd = 0; fd < top; fd++)
+        if (fcntl((int)fd, F_GETFD) != -1)
+            n++;
+    return n;
+}
+
+static void test_poll_never_asks_for_more_slots_than_descriptors(void **state)
+{
+    enum { PAIRS = 150, N = 2 * PAIRS };
+    msgpipe *p[N];
+    msgpipe_pollitem it[N];
+    struct rlimit old, low;
+    char buf[16];
+    size_t len = 0;
+    int i, rc, lowered;
+    (void)state;
+
+    for (i = 0; i < PAIRS; i++)
+        assert_rc(msgpipe_pair(NULL, &p[2 * i], &p[2 * i + 1]), MSGPIPE_OK);
+    for (i = 0; i < N; i++)
+        item_pipe(&it[i], p[i], MSGPIPE_POLLIN);
+    assert_rc(msgpipe_send(p[N - 2], "last", 4, SUP_T), MSGPIPE_OK);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)(count_open_fds() + 16);
+    /* The point of the test: fewer descriptors than two slots per item.
+     * (A FIFO pipe has two descriptors: there the test only checks that
+     * a tight limit does no harm.) */
+    if (!sup_is_fifo())
+        assert_true(low.rlim_cur < (rlim_t)(2 * N));
+    lowered = setrlimit(RLIMIT_NOFILE, &low) == 0;
+    rc = msgpipe_poll(it, N, SUP_T);
+    if (lowered)
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_true(lowered);
+    assert_rc(rc, 1);
+    for (i = 0; i < N - 1; i++)
+        assert_int_equal(it[i].revents, 0);
+    assert_int_equal(it[N - 1].revents, MSGPIPE_POLLIN);
+    assert_rc(msgpipe_recv(p[N - 1], buf, sizeof(buf), &len, 0), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    for (i = 0; i < N; i++)
+        msgpipe_close(p[i]);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +823,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_native_handle_follows_the_drain_rule),
         cmocka_unit_test(test_server_native_handle_is_ready_with_a_client),
         cmocka_unit_test(test_native_handle_for_output),
+#ifndef _WIN32
+        cmocka_unit_test(test_poll_never_asks_for_more_slots_than_descriptors),
+#endif
     };
 
     sup_init(argc, argv);
