@@ -278,4 +278,19 @@ int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
                             msgpipe_native *h, size_t hcap, size_t *nh,
                             int timeout_ms);
 
+/* ---- The poller ----------------------------------------------------------
+ * msgpipe_poller_*; the core has checked pl (non-NULL), the pipe/server
+ * arguments' presence, ev and cap, and the timeout. */
+int msgpipe__b_poller_new(msgpipe_poller **out);
+int msgpipe__b_poller_add(msgpipe_poller *pl, msgpipe *p, msgpipe_server *srv,
+                          unsigned events, void *user);
+int msgpipe__b_poller_modify(msgpipe_poller *pl, msgpipe *p,
+                             msgpipe_server *srv, unsigned events, void *user);
+int msgpipe__b_poller_remove(msgpipe_poller *pl, msgpipe *p,
+                             msgpipe_server *srv);
+int msgpipe__b_poller_wait(msgpipe_poller *pl, msgpipe_event *ev, size_t cap,
+                           int timeout_ms);
+void msgpipe__b_poller_wake(msgpipe_poller *pl);
+void msgpipe__b_poller_close(msgpipe_poller *pl);
+
 #endif /* MSGPIPE_BACKEND_H */

@@ -689,3 +689,70 @@ int msgpipe_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
         return MSGPIPE_EINVAL;
     return msgpipe__b_recv_handles(p, buf, cap, len, h, hcap, nh, timeout_ms);
 }
+
+/* ---- The poller ---------------------------------------------------------- */
+
+int msgpipe_poller_new(msgpipe_poller **out)
+{
+    if (out == NULL)
+        return MSGPIPE_EINVAL;
+    *out = NULL;
+    return msgpipe__b_poller_new(out);
+}
+
+/* One of p and srv, known event bits, no POLLOUT on a server. */
+static int msgpipe__poller_item_ok(const msgpipe *p, const msgpipe_server *srv,
+                                   unsigned events)
+{
+    if ((p == NULL) == (srv == NULL))
+        return 0;
+    if ((events & ~(MSGPIPE_POLLIN | MSGPIPE_POLLOUT)) != 0)
+        return 0;
+    return srv == NULL || (events & MSGPIPE_POLLOUT) == 0;
+}
+
+int msgpipe_poller_add(msgpipe_poller *pl, msgpipe *p, msgpipe_server *srv,
+                       unsigned events, void *user)
+{
+    if (pl == NULL || !msgpipe__poller_item_ok(p, srv, events))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_poller_add(pl, p, srv, events, user);
+}
+
+int msgpipe_poller_modify(msgpipe_poller *pl, msgpipe *p, msgpipe_server *srv,
+                          unsigned events, void *user)
+{
+    if (pl == NULL || !msgpipe__poller_item_ok(p, srv, events))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_poller_modify(pl, p, srv, events, user);
+}
+
+int msgpipe_poller_remove(msgpipe_poller *pl, msgpipe *p, msgpipe_server *srv)
+{
+    if (pl == NULL || !msgpipe__poller_item_ok(p, srv, 0))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_poller_remove(pl, p, srv);
+}
+
+int msgpipe_poller_wait(msgpipe_poller *pl, msgpipe_event *ev, size_t cap,
+                        int timeout_ms)
+{
+    if (pl == NULL || ev == NULL || cap == 0 ||
+        !msgpipe__timeout_ok(timeout_ms))
+        return MSGPIPE_EINVAL;
+    if (cap > INT_MAX)
+        cap = INT_MAX;
+    return msgpipe__b_poller_wait(pl, ev, cap, timeout_ms);
+}
+
+void msgpipe_poller_wake(msgpipe_poller *pl)
+{
+    if (pl != NULL)
+        msgpipe__b_poller_wake(pl);
+}
+
+void msgpipe_poller_close(msgpipe_poller *pl)
+{
+    if (pl != NULL)
+        msgpipe__b_poller_close(pl);
+}

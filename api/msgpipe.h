@@ -669,6 +669,122 @@ MSGPIPE_EXTERN int msgpipe_native_handle(msgpipe *p, unsigned events,
 MSGPIPE_EXTERN int msgpipe_server_native_handle(msgpipe_server *srv,
                                                 msgpipe_native *out);
 
+/* ---- One loop, thousands of pipes: the poller --------------------------- */
+
+/* A persistent set of pipes and servers to wait on (msgpipe_poller_new). */
+typedef struct msgpipe_poller msgpipe_poller;
+
+/* What msgpipe_poller_wait() reports for one ready pipe or server.  This
+ * struct does not grow (it is an array element): what later versions
+ * report more comes as further bits in events. */
+typedef struct msgpipe_event {
+    msgpipe *pipe;          /* the ready pipe, or NULL */
+    msgpipe_server *server; /* or the ready server */
+    unsigned events;        /* MSGPIPE_POLLIN and/or MSGPIPE_POLLOUT */
+    void *user;             /* the pointer given to add or modify */
+} msgpipe_event;
+
+/*
+ * msgpipe_poller_new - a new, empty poller, released with
+ * msgpipe_poller_close().
+ *
+ * A poller is msgpipe_poll() made persistent: pipes and servers are added
+ * once, and each wait costs time in proportion to what is ready, not to
+ * what is registered.  Linux: epoll; the BSDs and macOS: kqueue; other
+ * POSIX systems: poll() (a wait there is proportional to the set).
+ * Windows, for now: the same semantics, but a wait looks at every
+ * registered item as msgpipe_poll does (docs/poll.md says why and what
+ * is planned).
+ *
+ * Errors: EINVAL (out NULL), EMFILE, ENOMEM, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_poller_new(msgpipe_poller **out);
+
+/*
+ * msgpipe_poller_add - watch a pipe (srv NULL) or a server (p NULL) for
+ * events (MSGPIPE_POLLIN, MSGPIPE_POLLOUT on pipes; 0 to keep it
+ * registered without watching), reported with the caller's user pointer.
+ *
+ * Readiness is exactly that of msgpipe_poll(), level-triggered: an item is
+ * reported by every wait while it is ready - messages msgpipe already
+ * holds included - so after a report, receive (or accept) with timeout 0
+ * as much as you like; what is left is reported again by the next wait.
+ * (No edge-triggered or one-shot mode: with messages held inside msgpipe
+ * an edge has no meaning a caller could rely on; docs/poll.md.)
+ *
+ * A pipe or server belongs to at most one poller at a time.  It may be
+ * added, modified and removed from any thread, also while another thread
+ * waits: the change applies to that wait at once.  msgpipe_close() and
+ * msgpipe_server_close() remove a registered pipe or server themselves
+ * (also while another thread waits on its poller).
+ *
+ * Errors: EINVAL (pl NULL, neither or both of p and srv, unknown event
+ * bits, POLLOUT on a server), EBUSY (already in this or another poller),
+ * ENOMEM, EMFILE, EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_poller_add(msgpipe_poller *pl, msgpipe *p,
+                                      msgpipe_server *srv, unsigned events,
+                                      void *user);
+
+/*
+ * msgpipe_poller_modify - change what a registered pipe or server is
+ * watched for, and its user pointer.  Errors: EINVAL (as add), ENOENT
+ * (not in this poller), EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_poller_modify(msgpipe_poller *pl, msgpipe *p,
+                                         msgpipe_server *srv, unsigned events,
+                                         void *user);
+
+/*
+ * msgpipe_poller_remove - stop watching a pipe or server; it stays open.
+ * Once this returns, no wait reports it (a wait running in another thread
+ * may have reported it just before: its event is still valid to use until
+ * the pipe is closed).  Errors: EINVAL, ENOENT (not in this poller).
+ */
+MSGPIPE_EXTERN int msgpipe_poller_remove(msgpipe_poller *pl, msgpipe *p,
+                                         msgpipe_server *srv);
+
+/*
+ * msgpipe_poller_wait - wait up to timeout_ms until something is ready,
+ * and report up to cap ready items in ev[0..).
+ *
+ * Returns how many were written (> 0), 0 if msgpipe_poller_wake() ended
+ * the wait before anything was ready, or ETIMEDOUT.  What was ready
+ * beyond cap is reported by the next wait.  Only one thread at a time may
+ * wait on one poller.  An idle wait is one blocking system call: it uses
+ * no CPU.
+ *
+ * As with msgpipe_poll(), waiting counts as receiving on the pipes
+ * watched for MSGPIPE_POLLIN (it may read their messages from the system
+ * into msgpipe, and it pushes out the rest of a message a timed-out send
+ * kept back) and as accepting on the servers: while a wait runs, no other
+ * thread may receive on such a pipe or accept on such a server.  Receive
+ * in the waiting thread between waits, or from another thread on a pipe
+ * registered without MSGPIPE_POLLIN (or removed first).  Sending from any
+ * thread is always allowed.
+ *
+ * Errors: EINVAL (pl or ev NULL, cap 0, bad timeout), ETIMEDOUT, ENOMEM,
+ * EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_poller_wait(msgpipe_poller *pl, msgpipe_event *ev,
+                                       size_t cap, int timeout_ms);
+
+/*
+ * msgpipe_poller_wake - make a msgpipe_poller_wait() running in another
+ * thread return (0) promptly, or the next one if none is running.  Any
+ * thread; does not block; safe in a signal handler on POSIX (one write()).
+ * NULL is ignored.
+ */
+MSGPIPE_EXTERN void msgpipe_poller_wake(msgpipe_poller *pl);
+
+/*
+ * msgpipe_poller_close - release a poller.  Its pipes and servers are
+ * removed and stay open.  No other call on the poller, nor on its pipes
+ * and servers (a close included), may run meanwhile in another thread.
+ * NULL is ignored.
+ */
+MSGPIPE_EXTERN void msgpipe_poller_close(msgpipe_poller *pl);
+
 /* ---- Pipes for child processes ----------------------------------------- */
 
 /*

@@ -1,11 +1,12 @@
 /*
- * poll_echo_server [NAME] - echo_server in one thread, with msgpipe_poll.
+ * poll_echo_server [NAME] - echo_server in one thread, with msgpipe_poller.
  *
  * Sends every message back to its sender, unchanged, for any number of
- * clients at once, without a thread per client: one msgpipe_poll() call
- * waits for all of them and for new clients.  SIGINT or SIGTERM stops it
- * cleanly: the handler calls msgpipe_server_shutdown(), which msgpipe_poll
- * reports on the server item; then every pipe is closed and
+ * clients at once, without a thread per client: one msgpipe_poller holds
+ * the server and every client, and each msgpipe_poller_wait() reports only
+ * what is ready - its cost does not grow with idle clients.  SIGINT or
+ * SIGTERM stops it cleanly: the handler calls msgpipe_server_shutdown(),
+ * which the poller reports on the server; then every pipe is closed and
  * msgpipe_server_close() removes the name.  NAME defaults to "echo".
  *
  * The same source builds on POSIX and Windows.
@@ -24,39 +25,42 @@ static void on_signal(int sig)
     msgpipe_server_shutdown(g_srv); /* safe in a signal handler */
 }
 
-/* Item 0 is the server; the others are clients, closed ones are holes
- * (both pointers NULL) that msgpipe_poll skips and new clients reuse. */
-typedef struct {
-    msgpipe_pollitem *items;
-    size_t n, cap;
-} item_list;
+/* Every client, in a list so that all can be closed at the end; the
+ * poller hands each one's node back as the user pointer. */
+typedef struct client {
+    msgpipe *p;
+    struct client *prev, *next;
+} client;
 
-static int add_client(item_list *l, msgpipe *p)
+static client *g_clients;
+
+static void client_drop(client *c)
 {
-    size_t i;
+    msgpipe_close(c->p); /* also removes it from the poller */
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        g_clients = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    free(c);
+}
 
-    for (i = 1; i < l->n; i++) {
-        if (l->items[i].pipe == NULL) {
-            l->items[i].pipe = p;
-            return 0;
-        }
+static void client_add(msgpipe_poller *pl, msgpipe *p)
+{
+    client *c = (client *)calloc(1, sizeof(*c));
+
+    if (c == NULL ||
+        msgpipe_poller_add(pl, p, NULL, MSGPIPE_POLLIN, c) != MSGPIPE_OK) {
+        free(c);
+        msgpipe_close(p); /* out of memory: refuse politely */
+        return;
     }
-    if (l->n == l->cap) {
-        size_t cap = l->cap * 2;
-        msgpipe_pollitem *ni =
-            (msgpipe_pollitem *)realloc(l->items, cap * sizeof(*ni));
-        if (ni == NULL)
-            return -1;
-        l->items = ni;
-        l->cap = cap;
-    }
-    l->items[l->n].pipe = p;
-    l->items[l->n].server = NULL;
-    l->items[l->n].events = MSGPIPE_POLLIN;
-    l->items[l->n].revents = 0;
-    l->items[l->n].user = NULL;
-    l->n++;
-    return 0;
+    c->p = p;
+    c->next = g_clients;
+    if (g_clients != NULL)
+        g_clients->prev = c;
+    g_clients = c;
 }
 
 /* Echo every message that is waiting; returns 0 to keep the client. */
@@ -86,9 +90,9 @@ static int serve(msgpipe *p)
 int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "echo";
-    item_list l;
-    size_t i;
-    int rc, running = 1;
+    msgpipe_poller *pl;
+    msgpipe_event ev[64];
+    int rc, i, running = 1;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     rc = msgpipe_listen(name, NULL, &g_srv);
@@ -97,49 +101,42 @@ int main(int argc, char **argv)
                 msgpipe_strerror(rc));
         return 1;
     }
-    l.cap = 16;
-    l.n = 1;
-    l.items = (msgpipe_pollitem *)calloc(l.cap, sizeof(*l.items));
-    if (l.items == NULL) {
+    rc = msgpipe_poller_new(&pl);
+    if (rc == MSGPIPE_OK)
+        rc = msgpipe_poller_add(pl, NULL, g_srv, MSGPIPE_POLLIN, NULL);
+    if (rc != MSGPIPE_OK) {
+        fprintf(stderr, "poll_echo_server: poller: %s\n", msgpipe_strerror(rc));
         msgpipe_server_close(g_srv);
         return 1;
     }
-    l.items[0].server = g_srv;
-    l.items[0].events = MSGPIPE_POLLIN;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     printf("poll_echo_server: listening on \"%s\" (%s)\n", name,
            msgpipe_backend());
 
     while (running) {
-        rc = msgpipe_poll(l.items, l.n, MSGPIPE_INFINITE);
-        if (rc < 0) {
-            fprintf(stderr, "poll_echo_server: poll: %s\n",
-                    msgpipe_strerror(rc));
+        int n = msgpipe_poller_wait(pl, ev, 64, MSGPIPE_INFINITE);
+        if (n < 0) {
+            fprintf(stderr, "poll_echo_server: wait: %s\n",
+                    msgpipe_strerror(n));
             break;
         }
-        /* Clients first: new ones are added after this pass. */
-        for (i = 1; i < l.n; i++) {
-            msgpipe_pollitem *it = &l.items[i];
-            if (it->pipe != NULL && (it->revents & MSGPIPE_POLLIN) &&
-                serve(it->pipe) != 0) {
-                msgpipe_close(it->pipe);
-                it->pipe = NULL;
+        for (i = 0; i < n; i++) {
+            if (ev[i].server != NULL) { /* new clients, or shutdown */
+                msgpipe *p;
+                while ((rc = msgpipe_accept(g_srv, 0, &p)) == MSGPIPE_OK)
+                    client_add(pl, p);
+                if (rc == MSGPIPE_ESHUTDOWN)
+                    running = 0;
+            } else if (serve(ev[i].pipe) != 0) {
+                /* Only this event names it: closing is safe here. */
+                client_drop((client *)ev[i].user);
             }
-        }
-        if (l.items[0].revents & MSGPIPE_POLLIN) {
-            msgpipe *p;
-            while ((rc = msgpipe_accept(g_srv, 0, &p)) == MSGPIPE_OK) {
-                if (add_client(&l, p) != 0)
-                    msgpipe_close(p); /* out of memory: refuse politely */
-            }
-            if (rc == MSGPIPE_ESHUTDOWN)
-                running = 0;
         }
     }
-    for (i = 1; i < l.n; i++)
-        msgpipe_close(l.items[i].pipe);
-    free(l.items);
+    msgpipe_poller_close(pl);
+    while (g_clients != NULL)
+        client_drop(g_clients);
     msgpipe_server_close(g_srv);
     printf("poll_echo_server: stopped\n");
     return 0;

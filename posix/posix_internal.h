@@ -75,12 +75,17 @@ struct msgpipe {
     struct msgpipe__fdset *rx_fds;
     size_t rx_nfds, rx_fds_cap;
     uint64_t rx_lost_end;
+    /* Its registration in a poller and that poller, or NULL
+     * (posix_poller.c). */
+    struct msgpipe__pl_entry *pl_entry;
+    msgpipe_poller *pl_owner;
 
     /* Send side: touched only by the sending thread. */
     uint8_t *tx; /* unsent tail of a message already committed */
     size_t tx_len, tx_off;
     int tx_err;   /* sticky: ECLOSED once the peer has gone */
     int tx_timed; /* a send with a finite timeout was made (see read_some) */
+    int tx_new_tail; /* this send committed a tail (msgpipe__tx_unlock) */
     /* Guards tx/tx_len/tx_off/tx_err.  The sender holds it for the whole
      * send; a receiver waiting for input only tries it, to push out the
      * tail of a committed message while the sender is idle. */
@@ -110,6 +115,10 @@ struct msgpipe_server {
     /* A client msgpipe_poll() accepted (and admitted) to tell for sure
      * that the server is ready; the next accept returns it. */
     msgpipe *ready;
+    /* Its registration in a poller and that poller, or NULL
+     * (posix_poller.c). */
+    struct msgpipe__pl_entry *pl_entry;
+    msgpipe_poller *pl_owner;
 };
 
 /* ---- Servers (posix_server.c) ------------------------------------------ */
@@ -230,6 +239,10 @@ int msgpipe__rx_pump(msgpipe *p);
  * would wait for it first). */
 int msgpipe__tx_push(msgpipe *p);
 
+/* 1 if a committed message's tail is waiting to go out, or a send is
+ * running (it may leave one); no system call. */
+int msgpipe__tx_pending(msgpipe *p);
+
 /* Wrap a connected descriptor in a new pipe (takes fd, closing it on
  * failure). */
 int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out);
@@ -270,6 +283,29 @@ ssize_t msgpipe__t_sendfds(msgpipe *p, const struct iovec *iov, int cnt,
  * system dropped some (MSG_CTRUNC).  Takes fds (posix_stream.c). */
 void msgpipe__rx_got_fds(msgpipe *p, size_t nread, const int *fds, size_t n,
                          int trunc);
+
+/* ---- The poller (posix_poller.c) ----------------------------------------- */
+
+/* A pointer that one thread may set while another reads it (a pipe's
+ * registration: added from one thread, looked at by a receive in
+ * another). */
+#if defined(__GNUC__) || defined(__clang__)
+#define MSGPIPE__LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define MSGPIPE__STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#else
+#define MSGPIPE__LOAD(x) (x)
+#define MSGPIPE__STORE(x, v) ((x) = (v))
+#endif
+
+/* A pipe or server leaves its poller (msgpipe_close, msgpipe_server_close),
+ * before its descriptors are closed. */
+void msgpipe__pl_forget_pipe(msgpipe *p);
+void msgpipe__pl_forget_server(msgpipe_server *s);
+
+/* A receive left a message (or the end of the pipe) ready in p, or a send
+ * kept back the tail of a message: the poller p is in looks at it on its
+ * next wait (tail: at once, waking a wait that runs). */
+void msgpipe__pl_touch(msgpipe *p, int tail);
 
 /* posix_security.c: the mode of a server's name for the access option;
  * requests_only for a FIFO others only write requests to. */

@@ -170,6 +170,8 @@ static void msgpipe__server_unlock(msgpipe_server *s)
 
 void msgpipe__server_free(msgpipe_server *s)
 {
+    if (MSGPIPE__LOAD(s->pl_owner) != NULL)
+        msgpipe__pl_forget_server(s);
     msgpipe__server_unlock(s);
     if (s->fd >= 0)
         close(s->fd);

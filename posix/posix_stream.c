@@ -234,6 +234,18 @@ static int msgpipe__flush_tx(msgpipe *p, int64_t deadline)
 static int msgpipe__send_locked(msgpipe *p, const msgpipe_msg *msgs, size_t n,
                                 size_t *sent, int timeout_ms);
 
+/* End a send: release tx_lock, then tell the pipe's poller if the send
+ * left the tail of a message to push out. */
+static void msgpipe__tx_unlock(msgpipe *p)
+{
+    int tail = p->tx_new_tail;
+
+    p->tx_new_tail = 0;
+    pthread_mutex_unlock(&p->tx_lock);
+    if (tail && MSGPIPE__LOAD(p->pl_owner) != NULL)
+        msgpipe__pl_touch(p, 1);
+}
+
 int msgpipe__b_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
                           size_t *sent, int timeout_ms)
 {
@@ -245,7 +257,7 @@ int msgpipe__b_send_batch(msgpipe *p, const msgpipe_msg *msgs, size_t n,
             return MSGPIPE_EMSGSIZE;
     pthread_mutex_lock(&p->tx_lock);
     rc = msgpipe__send_locked(p, msgs, n, sent, timeout_ms);
-    pthread_mutex_unlock(&p->tx_lock);
+    msgpipe__tx_unlock(p);
     return rc;
 }
 
@@ -283,6 +295,7 @@ static int msgpipe__commit_tail(msgpipe *p, const uint8_t *h, size_t hlen,
     }
     p->tx_len = rest;
     p->tx_off = 0;
+    p->tx_new_tail = 1; /* its poller, if any, pushes the rest out */
     return MSGPIPE_OK;
 }
 
@@ -562,7 +575,7 @@ int msgpipe__b_send_handles(msgpipe *p, const void *msg, size_t len,
     m.len = len;
     pthread_mutex_lock(&p->tx_lock);
     rc = msgpipe__send_fds_locked(p, &m, h, nh, timeout_ms);
-    pthread_mutex_unlock(&p->tx_lock);
+    msgpipe__tx_unlock(p);
     return rc;
 }
 
@@ -595,6 +608,19 @@ int msgpipe__tx_push(msgpipe *p)
         pthread_mutex_unlock(&p->tx_lock);
     }
     return tail;
+}
+
+int msgpipe__tx_pending(msgpipe *p)
+{
+    int pending = 0;
+
+    /* A send running now finishes its message, or leaves a tail and then
+     * says so (msgpipe__tx_unlock). */
+    if (pthread_mutex_trylock(&p->tx_lock) == 0) {
+        pending = p->tx != NULL && p->tx_err == MSGPIPE_OK;
+        pthread_mutex_unlock(&p->tx_lock);
+    }
+    return pending;
 }
 
 /* Wait for input until the deadline: 1 ready, 0 timed out, or an error.
@@ -1000,9 +1026,19 @@ static int msgpipe__recv_header(msgpipe *p, size_t *len, int64_t deadline)
     return MSGPIPE_OK;
 }
 
-int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
-                            msgpipe_native *h, size_t hcap, size_t *nh,
-                            int timeout_ms)
+/* After a receive on a pipe in a poller: if it left something ready that
+ * the system no longer shows (messages in the buffer), the poller must
+ * look at the pipe on its next wait. */
+static int msgpipe__rx_after(msgpipe *p, int rc)
+{
+    if (MSGPIPE__LOAD(p->pl_owner) != NULL && msgpipe__rx_ready(p))
+        msgpipe__pl_touch(p, 0);
+    return rc;
+}
+
+static int msgpipe__recv_handles_in(msgpipe *p, void *buf, size_t cap,
+                                    size_t *len, msgpipe_native *h, size_t hcap,
+                                    size_t *nh, int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
     int rc;
@@ -1021,6 +1057,14 @@ int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
     return msgpipe__rx_take_fds(p, h, hcap, nh);
 }
 
+int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
+                            msgpipe_native *h, size_t hcap, size_t *nh,
+                            int timeout_ms)
+{
+    return msgpipe__rx_after(
+        p, msgpipe__recv_handles_in(p, buf, cap, len, h, hcap, nh, timeout_ms));
+}
+
 int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
                     int timeout_ms)
 {
@@ -1029,7 +1073,8 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
     return msgpipe__b_recv_handles(p, buf, cap, len, NULL, 0, &nh, timeout_ms);
 }
 
-int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
+static int msgpipe__recv_alloc_in(msgpipe *p, void **msg, size_t *len,
+                                  int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
     size_t n = 0, nh = 0;
@@ -1051,6 +1096,12 @@ int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
     p->hold_len = p->hold_cap = 0;
     p->have_len = 0;
     return msgpipe__rx_take_fds(p, NULL, 0, &nh);
+}
+
+int msgpipe__b_recv_alloc(msgpipe *p, void **msg, size_t *len, int timeout_ms)
+{
+    return msgpipe__rx_after(p,
+                             msgpipe__recv_alloc_in(p, msg, len, timeout_ms));
 }
 
 /* ---- Readiness (msgpipe_poll) ----------------------------------------- */
@@ -1131,6 +1182,9 @@ int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out)
 void msgpipe__b_close(msgpipe *p)
 {
     int64_t linger = msgpipe__deadline(p->opts.linger_ms);
+
+    if (MSGPIPE__LOAD(p->pl_owner) != NULL)
+        msgpipe__pl_forget_pipe(p);
 
     /* A message that a timed-out send committed is finished first, for at
      * most linger_ms, so that the peer gets every message whose send

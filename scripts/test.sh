@@ -13,7 +13,8 @@
 #   1. gcc build, the whole suite (ctest preset "ci");
 #   2. gcc build with AddressSanitizer + UndefinedBehaviorSanitizer ("asan");
 #   3. clang build with ThreadSanitizer, the whole suite ("tsan");
-#   4. clang build, the whole suite ("clang");
+#   4. clang build, the whole suite, with msgpipe_poller on its poll()
+#      fallback instead of epoll ("clang");
 #   5. the FIFO transport (MSGPIPE_POSIX_TRANSPORT=fifo), the whole suite
 #      ("fifo");
 #   6. the "ci" build again, every test under valgrind memcheck;

@@ -158,6 +158,8 @@ struct msgpipe {
     uint32_t held_n;
     uint64_t held_len;
     uint64_t held[MSGPIPE_MAX_HANDLES];
+    /* Its registration in a poller, or NULL (win32_poller.c). */
+    void *pl_entry;
 };
 
 /* msgpipe__w_pipe_new - wrap the connected pipe handle h (overlapped, in
@@ -239,6 +241,18 @@ int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2]);
  * to wait on; now is msgpipe__now_ms().  If not ready, check again every
  * MSGPIPE__W_OUT_TICK_MS. */
 int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now);
+
+/* msgpipe_poll over items[0..n) (n may be 0), also ending when `extra`
+ * (an event, or NULL) is signalled: then 0 (win32_poller.c's wake). */
+int msgpipe__w_poll_with(msgpipe_pollitem *items, size_t n, int timeout_ms,
+                         HANDLE extra);
+
+/* A pipe (srv NULL) or server (p NULL) that is closed leaves its poller
+ * (win32_poller.c). */
+void msgpipe__w_pl_forget(msgpipe *p, msgpipe_server *srv);
+
+/* Where a server keeps its registration (win32_server.c). */
+void **msgpipe__w_srv_pl_slot(msgpipe_server *srv);
 
 /* How often a poll re-checks a pipe waiting for MSGPIPE_POLLOUT (see
  * msgpipe__w_pipe_out_ready). */

@@ -59,6 +59,7 @@ struct msgpipe_server {
     int n;
     int next; /* where the next accept starts looking (fairness) */
     struct msgpipe__w_inst *inst;
+    void *pl_entry; /* its registration in a poller (win32_poller.c) */
 };
 
 /* ---- Instances ----------------------------------------------------------- */
@@ -506,8 +507,14 @@ void msgpipe__b_server_shutdown(msgpipe_server *srv)
     SetEvent(srv->stop_ev);
 }
 
+void **msgpipe__w_srv_pl_slot(msgpipe_server *srv)
+{
+    return &srv->pl_entry;
+}
+
 void msgpipe__b_server_close(msgpipe_server *srv)
 {
+    msgpipe__w_pl_forget(NULL, srv);
     msgpipe__w_server_free(srv);
 }
 

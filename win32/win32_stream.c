@@ -393,6 +393,7 @@ void msgpipe__b_close(msgpipe *p)
 {
     DWORD n;
 
+    msgpipe__w_pl_forget(p, NULL);
     if (p->tx_busy || p->tx_hbusy)
         msgpipe__w_tx_finish(p, msgpipe__deadline(p->linger_ms));
     if (p->tx_busy || p->tx_hbusy) { /* still in flight after linger_ms (or
