@@ -3,7 +3,7 @@
  * ZeroMQ, in one run on one machine.  Never a pass/fail test.
  *
  *   msgpipe_bench [--quick] [--csv] [--csv-file=PATH] [--transports=LIST]
- *                 [--cases=LIST]
+ *                 [--cases=LIST] [--idle=LIST] [--idle-reps=N]
  *                 [--pp-sizes=LIST] [--st-sizes=LIST] [--time=SECONDS]
  *                 [--count=N] [--pin] [--list]
  *
@@ -21,6 +21,13 @@
  *             tenth as many; the count is chosen from a short pilot run so
  *             that the measured part lasts about --time seconds.
  *             Sizes 64 B, 4 KiB, 64 KiB, 1 MiB.
+ *   idle      (--cases=idle, POSIX, not run by default) one polling echo
+ *             server holding N idle clients (--idle=0,1000,10000) and one
+ *             active client doing 16-byte ping-pong: p50/p99 round trip
+ *             and the server's CPU time per message, msgpipe_poller
+ *             against a raw epoll loop; --idle-reps runs of each, the
+ *             two interleaved; medians with min-max.  See "Idle clients"
+ *             below.
  *
  * Transports:
  *
@@ -160,6 +167,7 @@ static struct {
     long count;         /* --count: fixed round trips / messages */
     int kinds[K_COUNT]; /* which transports to run */
     int cases[2];
+    int idle; /* --cases=idle */
 } cfg;
 
 /* ---- Clock ----------------------------------------------------------------
@@ -1221,6 +1229,467 @@ static void print_csv(FILE *f)
     }
 }
 
+/* ---- Idle clients: one polling server, N idle, one active ---------------
+ *
+ * --cases=idle (POSIX; not in the default cases).  A server process holds
+ * N idle clients (--idle=0,1000,10000) plus one active client that does
+ * ping-pong of 16-byte messages: p50/p99 round trip, and the server's CPU
+ * time per message (CLOCK_PROCESS_CPUTIME_ID of the server process,
+ * between a start and an end marker message).  Two servers:
+ *
+ *   msgpipe  msgpipe_poller_wait over the server and every pipe, clients
+ *            msgpipe_connect()ed, msgpipe_send/msgpipe_recv;
+ *   raw      a plain epoll loop (Linux) over raw AF_UNIX stream sockets,
+ *            16 bytes read and written back, no framing: the limit.
+ *
+ * Each configuration runs --idle-reps times (default 5), msgpipe and raw
+ * interleaved; the table gives medians with the spread (min-max). */
+
+#ifndef _WIN32
+#if defined(__linux__)
+#include <sys/epoll.h>
+#define IDLE_RAW 1
+#else
+#define IDLE_RAW 0
+#endif
+#include <sys/resource.h>
+
+#define IDLE_MAX_N 8
+#define IDLE_MAX_REPS 31
+static long idle_ns[IDLE_MAX_N] = {0, 1000, 10000};
+static int n_idle_ns = 3;
+static int idle_reps = 5;
+
+typedef struct {
+    double p50_us, p99_us, cpu_us_per_msg;
+    int ok;
+} idle_run;
+
+static idle_run idle_res[IDLE_MAX_N][2][IDLE_MAX_REPS];
+
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* What the server reports on its report pipe at the end marker. */
+typedef struct {
+    uint64_t cpu_ns;
+    uint64_t msgs;
+} idle_report;
+
+/* Start/end markers in the first byte; 'P' for a measured message. */
+static void idle_mark(unsigned char *m, uint64_t *cpu0, uint64_t *cnt,
+                      int report_fd)
+{
+    if (m[0] == 'S') {
+        *cpu0 = cpu_ns();
+        *cnt = 0;
+    } else if (m[0] == 'E') {
+        idle_report r;
+        r.cpu_ns = cpu_ns() - *cpu0;
+        r.msgs = *cnt;
+        if (write(report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+            _exit(3);
+    } else {
+        (*cnt)++;
+    }
+}
+
+static msgpipe_server *idle_srv;
+
+static void idle_on_term(int sig)
+{
+    (void)sig;
+    msgpipe_server_shutdown(idle_srv);
+}
+
+static int idle_serve_msgpipe(const char *name, int ready_fd, int report_fd)
+{
+    msgpipe_poller *pl;
+    msgpipe_event ev[64];
+    uint64_t cpu0 = 0, cnt = 0;
+    int running = 1;
+
+    if (msgpipe_listen(name, NULL, &idle_srv) != MSGPIPE_OK ||
+        msgpipe_poller_new(&pl) != MSGPIPE_OK ||
+        msgpipe_poller_add(pl, NULL, idle_srv, MSGPIPE_POLLIN, NULL) !=
+            MSGPIPE_OK)
+        return 1;
+    signal(SIGTERM, idle_on_term);
+    if (write(ready_fd, "r", 1) != 1)
+        return 1;
+    while (running) {
+        int n = msgpipe_poller_wait(pl, ev, 64, MSGPIPE_INFINITE), i, rc;
+        if (n < 0)
+            return 1;
+        for (i = 0; i < n; i++) {
+            if (ev[i].server != NULL) {
+                msgpipe *p;
+                while ((rc = msgpipe_accept(idle_srv, 0, &p)) == MSGPIPE_OK)
+                    if (msgpipe_poller_add(pl, p, NULL, MSGPIPE_POLLIN, NULL) !=
+                        MSGPIPE_OK)
+                        return 1;
+                if (rc == MSGPIPE_ESHUTDOWN)
+                    running = 0;
+                continue;
+            }
+            for (;;) {
+                unsigned char m[64];
+                size_t len = 0;
+                rc = msgpipe_recv(ev[i].pipe, m, sizeof(m), &len, 0);
+                if (rc == MSGPIPE_ETIMEDOUT)
+                    break;
+                if (rc != MSGPIPE_OK) {
+                    msgpipe_close(ev[i].pipe);
+                    break;
+                }
+                idle_mark(m, &cpu0, &cnt, report_fd);
+                if (msgpipe_send(ev[i].pipe, m, len, 5000) != MSGPIPE_OK) {
+                    msgpipe_close(ev[i].pipe);
+                    break;
+                }
+            }
+        }
+    }
+    msgpipe_poller_close(pl);
+    msgpipe_server_close(idle_srv);
+    return 0;
+}
+
+#if IDLE_RAW
+static int idle_serve_raw(const char *path, int ready_fd, int report_fd)
+{
+    struct sockaddr_un sa;
+    struct epoll_event e, evs[64];
+    uint64_t cpu0 = 0, cnt = 0;
+    int lfd, ep;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        listen(lfd, 4096) != 0)
+        return 1;
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    e.events = EPOLLIN;
+    e.data.fd = lfd;
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &e) != 0)
+        return 1;
+    if (write(ready_fd, "r", 1) != 1)
+        return 1;
+    for (;;) { /* until SIGTERM */
+        int n = epoll_wait(ep, evs, 64, -1), i;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return 1;
+        for (i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            unsigned char m[16];
+            ssize_t r;
+            if (fd == lfd) {
+                int c;
+                while ((c = accept4(lfd, NULL, NULL,
+                                    SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+                    e.events = EPOLLIN;
+                    e.data.fd = c;
+                    if (epoll_ctl(ep, EPOLL_CTL_ADD, c, &e) != 0)
+                        return 1;
+                }
+                continue;
+            }
+            r = read(fd, m, sizeof(m));
+            if (r == 0 || (r < 0 && errno != EAGAIN)) {
+                close(fd);
+                continue;
+            }
+            if (r < 0)
+                continue;
+            while (r < (ssize_t)sizeof(m)) { /* rare: the rest is coming */
+                ssize_t k = read(fd, m + r, sizeof(m) - (size_t)r);
+                if (k == 0)
+                    break;
+                if (k > 0)
+                    r += k;
+            }
+            idle_mark(m, &cpu0, &cnt, report_fd);
+            if (write_all(fd, m, sizeof(m)) != 0)
+                close(fd);
+        }
+    }
+}
+
+static int idle_raw_connect(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+#endif
+
+/* Descriptors one side needs for n clients: one per socket pipe, two per
+ * FIFO pipe (and the FIFO server's own), plus some. */
+static long idle_fds_needed(long n)
+{
+    int fifo = strcmp(msgpipe_backend(), "posix-fifo") == 0;
+    return (fifo ? 2 : 1) * (n + 1) + 64;
+}
+
+static int idle_raise_limit(long want)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want)
+        return 1;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (rlim_t)want) {
+        fprintf(stderr,
+                "msgpipe_bench: idle: needs %ld descriptors, RLIMIT_NOFILE "
+                "hard limit is %ld: cannot raise it\n",
+                want, (long)rl.rlim_max);
+        return 0;
+    }
+    rl.rlim_cur = (rlim_t)want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        fprintf(stderr,
+                "msgpipe_bench: idle: cannot raise RLIMIT_NOFILE to "
+                "%ld: %s\n",
+                want, strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
+/* One run: a server process with kind's loop, n idle clients and one
+ * active one here. */
+static idle_run idle_one(int raw, long n)
+{
+    idle_run out;
+    char name[64], path[96];
+    int ready[2], rep[2], i;
+    long warm = cfg.quick ? 500 : 2000, rounds = cfg.quick ? 3000 : 20000;
+    uint64_t *rtt = (uint64_t *)malloc((size_t)rounds * sizeof(*rtt));
+    msgpipe **cl = NULL, *act = NULL;
+    int *rcl = NULL, ract = -1;
+    pid_t pid;
+    char c;
+    idle_report r;
+
+    memset(&out, 0, sizeof(out));
+    snprintf(name, sizeof(name), "mpb-idle-%ld-%lu", my_pid(), ++job_serial);
+    snprintf(path, sizeof(path), "/tmp/%s.sock", name);
+    if (rtt == NULL || pipe(ready) != 0 || pipe(rep) != 0)
+        return out;
+    pid = fork();
+    if (pid == 0) {
+        close(ready[0]);
+        close(rep[0]);
+#if IDLE_RAW
+        if (raw)
+            _exit(idle_serve_raw(path, ready[1], rep[1]));
+#endif
+        _exit(idle_serve_msgpipe(name, ready[1], rep[1]));
+    }
+    close(ready[1]);
+    close(rep[1]);
+    if (pid < 0 || read(ready[0], &c, 1) != 1) {
+        fprintf(stderr, "msgpipe_bench: idle: the server did not start\n");
+        goto done;
+    }
+    if (raw)
+        rcl = (int *)calloc((size_t)n + 1, sizeof(*rcl));
+    else
+        cl = (msgpipe **)calloc((size_t)n + 1, sizeof(*cl));
+    if ((raw && rcl == NULL) || (!raw && cl == NULL))
+        goto done;
+    for (i = 0; i < n; i++) {
+#if IDLE_RAW
+        if (raw) {
+            if ((rcl[i] = idle_raw_connect(path)) < 0)
+                goto connfail;
+            continue;
+        }
+#endif
+        if (msgpipe_connect(name, NULL, 10000, &cl[i]) != MSGPIPE_OK)
+            goto connfail;
+    }
+#if IDLE_RAW
+    if (raw && (ract = idle_raw_connect(path)) < 0)
+        goto connfail;
+#endif
+    if (!raw && msgpipe_connect(name, NULL, 10000, &act) != MSGPIPE_OK)
+        goto connfail;
+    {
+        unsigned char m[16], b[64];
+        long k, total = warm + rounds + 2;
+        memset(m, 'P', sizeof(m));
+        for (k = 0; k < total; k++) {
+            uint64_t t0;
+            size_t len = 0;
+            m[0] = k == warm ? 'S' : (k == total - 1 ? 'E' : 'P');
+            t0 = now_ns();
+            if (raw) {
+                if (write_all(ract, m, 16) != 0 ||
+                    read_exact(ract, b, 16, 0) != 0)
+                    goto connfail;
+            } else if (msgpipe_send(act, m, 16, 10000) != MSGPIPE_OK ||
+                       msgpipe_recv(act, b, sizeof(b), &len, 10000) !=
+                           MSGPIPE_OK ||
+                       len != 16) {
+                goto connfail;
+            }
+            if (k > warm && k < total - 1)
+                rtt[k - warm - 1] = now_ns() - t0;
+        }
+    }
+    if (read(rep[0], &r, sizeof(r)) != (ssize_t)sizeof(r) || r.msgs == 0)
+        goto done;
+    qsort(rtt, (size_t)rounds, sizeof(*rtt), cmp_u64);
+    out.p50_us = pct_us(rtt, rounds, 0.50);
+    out.p99_us = pct_us(rtt, rounds, 0.99);
+    out.cpu_us_per_msg = (double)r.cpu_ns / 1000.0 / (double)r.msgs;
+    out.ok = 1;
+    goto done;
+connfail:
+    fprintf(stderr,
+            "msgpipe_bench: idle: %s with %ld idle clients: a client "
+            "failed (connect or ping-pong)\n",
+            raw ? "raw" : "msgpipe", n);
+done:
+    if (pid > 0) {
+        int st;
+        kill(pid, SIGTERM);
+        waitpid(pid, &st, 0);
+    }
+    if (raw) {
+        unlink(path);
+        if (ract >= 0)
+            close(ract);
+        for (i = 0; rcl != NULL && i < n; i++)
+            if (rcl[i] > 0)
+                close(rcl[i]);
+    } else {
+        msgpipe_close(act);
+        for (i = 0; cl != NULL && i < n; i++)
+            msgpipe_close(cl[i]);
+    }
+    free(rcl);
+    free(cl);
+    free(rtt);
+    close(ready[0]);
+    close(rep[0]);
+    return out;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median, min and max of field f of the runs that worked. */
+static int idle_stat(int ni, int raw, int f, double *med, double *lo,
+                     double *hi)
+{
+    double v[IDLE_MAX_REPS];
+    int k, m = 0;
+
+    for (k = 0; k < idle_reps; k++) {
+        const idle_run *x = &idle_res[ni][raw][k];
+        if (!x->ok)
+            continue;
+        v[m++] = f == 0 ? x->p50_us : f == 1 ? x->p99_us : x->cpu_us_per_msg;
+    }
+    if (m == 0)
+        return 0;
+    qsort(v, (size_t)m, sizeof(v[0]), cmp_dbl);
+    *med = m % 2 ? v[m / 2] : (v[m / 2 - 1] + v[m / 2]) / 2;
+    *lo = v[0];
+    *hi = v[m - 1];
+    return m;
+}
+
+static int measure_idle(void)
+{
+    int ni, k, raw, failed = 0, can[IDLE_MAX_N];
+    double base = 0;
+
+    for (ni = 0; ni < n_idle_ns; ni++)
+        can[ni] = idle_raise_limit(idle_fds_needed(idle_ns[ni]));
+    for (k = 0; k < idle_reps; k++) {
+        for (ni = 0; ni < n_idle_ns; ni++) {
+            if (!can[ni])
+                continue;
+            for (raw = 0; raw <= IDLE_RAW; raw++) {
+                fprintf(stderr, "msgpipe_bench: idle: %s, %ld idle, run %d\n",
+                        raw ? "raw epoll" : kind_label(K_MSGPIPE), idle_ns[ni],
+                        k + 1);
+                idle_res[ni][raw][k] = idle_one(raw, idle_ns[ni]);
+                if (!idle_res[ni][raw][k].ok)
+                    failed = 1;
+            }
+        }
+    }
+    printf("\nidle clients: one polling server, 16-byte ping-pong, medians of "
+           "%d runs [min-max]\n",
+           idle_reps);
+    printf("%-14s %7s %24s %24s %22s %9s %9s\n", "server", "idle", "p50 us",
+           "p99 us", "server CPU us/msg", "p50/0idle", "p50/raw");
+    for (ni = 0; ni < n_idle_ns; ni++) {
+        for (raw = 0; raw <= IDLE_RAW; raw++) {
+            double med[3], lo[3], hi[3], rawp50 = 0, rlo, rhi;
+            int f, m = 0;
+            char r0[16] = "-", rr[16] = "-";
+            if (!can[ni]) {
+                printf("%-14s %7ld   (not run: descriptor limit)\n",
+                       raw ? "raw epoll" : kind_label(K_MSGPIPE), idle_ns[ni]);
+                continue;
+            }
+            for (f = 0; f < 3; f++)
+                m = idle_stat(ni, raw, f, &med[f], &lo[f], &hi[f]);
+            if (m == 0) {
+                printf("%-14s %7ld   (failed)\n",
+                       raw ? "raw epoll" : kind_label(K_MSGPIPE), idle_ns[ni]);
+                continue;
+            }
+            if (ni == 0 && !raw)
+                base = med[0];
+            if (!raw && base > 0)
+                snprintf(r0, sizeof(r0), "%.2fx", med[0] / base);
+            if (!raw && IDLE_RAW && idle_stat(ni, 1, 0, &rawp50, &rlo, &rhi))
+                snprintf(rr, sizeof(rr), "%.2fx", med[0] / rawp50);
+            printf("%-14s %7ld %8.1f [%6.1f-%6.1f] %8.1f [%6.1f-%6.1f] "
+                   "%6.2f [%5.2f-%5.2f] %9s %9s\n",
+                   raw ? "raw epoll" : kind_label(K_MSGPIPE), idle_ns[ni],
+                   med[0], lo[0], hi[0], med[1], lo[1], hi[1], med[2], lo[2],
+                   hi[2], r0, rr);
+            if (cfg.csv)
+                printf("csv,%s,idle,%ld,p50_us,%.2f\ncsv,%s,idle,%ld,p99_us,"
+                       "%.2f\ncsv,%s,idle,%ld,cpu_us_per_msg,%.3f\n",
+                       raw ? "rawepoll" : kind_label(K_MSGPIPE), idle_ns[ni],
+                       med[0], raw ? "rawepoll" : kind_label(K_MSGPIPE),
+                       idle_ns[ni], med[1],
+                       raw ? "rawepoll" : kind_label(K_MSGPIPE), idle_ns[ni],
+                       med[2]);
+        }
+    }
+    return failed;
+}
+#endif /* !_WIN32 */
+
 /* ---- Command line
  * ---------------------------------------------------------------- */
 
@@ -1241,7 +1710,14 @@ static void usage(FILE *f)
             "\n"
             "                     (default: all built in but rawpoll; rawfifo "
             "only with the FIFO build)\n"
-            "  --cases=LIST       pingpong,stream (default both)\n"
+            "  --cases=LIST       pingpong,stream (default both), idle "
+            "(POSIX:\n"
+            "                     one polling server with N idle clients "
+            "and one active)\n"
+            "  --idle=LIST        idle clients for --cases=idle (default "
+            "0,1000,10000)\n"
+            "  --idle-reps=N      runs of each idle configuration, "
+            "interleaved (default 5)\n"
             "  --pp-sizes=LIST    ping-pong sizes in bytes (default "
             "16,256,4096,65536)\n"
             "  --st-sizes=LIST    stream sizes in bytes (default "
@@ -1317,6 +1793,30 @@ int main(int argc, char **argv)
             clist = a + 8;
         else if (strncmp(a, "--batch=", 8) == 0)
             g_batch = strtol(a + 8, NULL, 10) > 1 ? strtol(a + 8, NULL, 10) : 1;
+#ifndef _WIN32
+        else if (strncmp(a, "--idle=", 7) == 0) {
+            size_t v[MAX_SIZES];
+            int m = 0, q;
+            if (strcmp(a + 7, "0") == 0) {
+                v[0] = 0;
+                m = 1;
+            } else if (parse_sizes(a + 7, v, &m) != 0) {
+                /* parse_sizes refuses 0: allow a leading "0," */
+                if (strncmp(a + 7, "0,", 2) != 0 ||
+                    parse_sizes(a + 9, v + 1, &m) != 0)
+                    return usage(stderr), 2;
+                v[0] = 0;
+                m++;
+            }
+            for (q = 0; q < m && q < IDLE_MAX_N; q++)
+                idle_ns[q] = (long)v[q];
+            n_idle_ns = q;
+        } else if (strncmp(a, "--idle-reps=", 12) == 0) {
+            idle_reps = atoi(a + 12);
+            if (idle_reps < 1 || idle_reps > IDLE_MAX_REPS)
+                return usage(stderr), 2;
+        }
+#endif
         else if (strncmp(a, "--count=", 8) == 0)
             cfg.count = atol(a + 8);
         else if (strncmp(a, "--time=", 7) == 0)
@@ -1364,6 +1864,13 @@ int main(int argc, char **argv)
     }
     cfg.cases[C_PINGPONG] = clist == NULL || has_word(clist, "pingpong");
     cfg.cases[C_STREAM] = clist == NULL || has_word(clist, "stream");
+    cfg.idle = clist != NULL && has_word(clist, "idle");
+#ifdef _WIN32
+    if (cfg.idle) {
+        fprintf(stderr, "msgpipe_bench: --cases=idle is POSIX only\n");
+        return 2;
+    }
+#endif
 
     fprintf(stderr, "msgpipe_bench: msgpipe %s (%s), pid %ld%s\n",
             msgpipe_version_string(), msgpipe_backend(), my_pid(),
@@ -1380,8 +1887,12 @@ int main(int argc, char **argv)
                     measure_stream(k, st_sizes[i]);
     if (cfg.csv)
         print_csv(stdout);
-    else
+    else if (n_results > 0)
         print_table();
+#ifndef _WIN32
+    if (cfg.idle && measure_idle() != 0)
+        return 1;
+#endif
     if (csv_file != NULL) {
         FILE *f = fopen(csv_file, "w");
         if (f == NULL) {

@@ -12,8 +12,8 @@
 #
 # Builds Release (-O2) into build/bench-socket and build/bench-fifo, runs
 # each benchmark once, then msgpipe's streaming again with
-# msgpipe_send_batch (tables on the terminal, CSV into build/bench-*.csv)
-# and, with gnuplot, draws build/bench-performance.png.  Nothing here is a
+# msgpipe_send_batch (tables on the terminal, CSV into build/bench-*.csv),
+# then the idle-clients case (--cases=idle) and, with gnuplot, draws build/bench-performance.png.  Nothing here is a
 # pass/fail test: the exit status only says whether every case ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +59,12 @@ for transport in socket fifo; do
         --csv-file="build/bench-$transport-batch.csv" "$@" || rc=$?
     [ "$rc" = 0 ] || { status=1; say "msgpipe_bench --batch=64 ($transport) failed with exit status $rc: its message is above"; }
 done
+# One polling server with 0, 1,000 and 10,000 idle clients and one active
+# client, against a raw epoll loop (docs/performance.md): socket transport.
+echo "==== msgpipe_bench, idle clients (socket transport)" >&2
+rc=0
+build/bench-socket/bench/msgpipe_bench "$@" --cases=idle || rc=$?
+[ "$rc" = 0 ] || { status=1; say "msgpipe_bench --cases=idle failed with exit status $rc: its message is above"; }
 if command -v gnuplot >/dev/null 2>&1; then
     gnuplot -e "sock='build/bench-socket.csv'; fifo='build/bench-fifo.csv'; out='build/bench-performance.png'" \
         bench/plot.gp
