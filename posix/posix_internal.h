@@ -83,8 +83,8 @@ struct msgpipe {
     /* Send side: touched only by the sending thread. */
     uint8_t *tx; /* unsent tail of a message already committed */
     size_t tx_len, tx_off;
-    int tx_err;   /* sticky: ECLOSED once the peer has gone */
-    int tx_timed; /* a send with a finite timeout was made (see read_some) */
+    int tx_err;      /* sticky: ECLOSED once the peer has gone */
+    int tx_timed;    /* a send with a finite timeout was made (see read_some) */
     int tx_new_tail; /* this send committed a tail (msgpipe__tx_unlock) */
     /* Guards tx/tx_len/tx_off/tx_err.  The sender holds it for the whole
      * send; a receiver waiting for input only tries it, to push out the
