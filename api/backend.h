@@ -279,8 +279,9 @@ int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
                             int timeout_ms);
 
 /* ---- The poller ----------------------------------------------------------
- * msgpipe_poller_*; the core has checked pl (non-NULL), the pipe/server
- * arguments' presence, ev and cap, and the timeout. */
+ * msgpipe_poller_*; the core has checked pl (non-NULL), that exactly one
+ * of p and srv is given, the event bits (no POLLOUT on a server), ev,
+ * cap (1..INT_MAX) and the timeout. */
 int msgpipe__b_poller_new(msgpipe_poller **out);
 int msgpipe__b_poller_add(msgpipe_poller *pl, msgpipe *p, msgpipe_server *srv,
                           unsigned events, void *user);

@@ -451,22 +451,6 @@ static unsigned msgpipe__entry_ready(msgpipe__pl_entry *e, unsigned fired_in,
     return r;
 }
 
-static int msgpipe__events_ok(msgpipe *p, msgpipe_server *srv, unsigned events)
-{
-    if ((p == NULL) == (srv == NULL))
-        return 0;
-    if ((events & ~(MSGPIPE_POLLIN | MSGPIPE_POLLOUT)) != 0)
-        return 0;
-    if (srv != NULL && (events & MSGPIPE_POLLOUT) != 0)
-        return 0;
-    return 1;
-}
-
-static void msgpipe__entry_free(msgpipe__pl_entry *e)
-{
-    msgpipe__free(e);
-}
-
 /* Take e out of its poller, lock held: out of the system's set and the
  * lists; freed now, or by the running wait. */
 static void msgpipe__entry_remove(msgpipe__pl_entry *e)
@@ -509,7 +493,7 @@ static void msgpipe__entry_remove(msgpipe__pl_entry *e)
         e->next = pl->graveyard;
         pl->graveyard = e;
     } else {
-        msgpipe__entry_free(e);
+        msgpipe__free(e);
     }
 }
 
@@ -558,8 +542,6 @@ int msgpipe__b_poller_add(msgpipe_poller *pl, msgpipe *p, msgpipe_server *srv,
     msgpipe__pl_entry *e;
     int rc, kick;
 
-    if (!msgpipe__events_ok(p, srv, events))
-        return MSGPIPE_EINVAL;
     e = (msgpipe__pl_entry *)msgpipe__calloc(1, sizeof(*e));
     if (e == NULL)
         return MSGPIPE_ENOMEM;
@@ -628,8 +610,6 @@ int msgpipe__b_poller_modify(msgpipe_poller *pl, msgpipe *p,
     unsigned old;
     int rc, kick = 0;
 
-    if (!msgpipe__events_ok(p, srv, events))
-        return MSGPIPE_EINVAL;
     pthread_mutex_lock(&pl->lock);
     e = msgpipe__entry_of(pl, p, srv);
     if (e == NULL) {
@@ -658,8 +638,6 @@ int msgpipe__b_poller_remove(msgpipe_poller *pl, msgpipe *p,
 {
     msgpipe__pl_entry *e;
 
-    if ((p == NULL) == (srv == NULL))
-        return MSGPIPE_EINVAL;
     pthread_mutex_lock(&pl->lock);
     e = msgpipe__entry_of(pl, p, srv);
     if (e == NULL) {
@@ -887,7 +865,7 @@ int msgpipe__b_poller_wait(msgpipe_poller *pl, msgpipe_event *ev, size_t cap,
         while (pl->graveyard != NULL) {
             msgpipe__pl_entry *g = pl->graveyard;
             pl->graveyard = g->next;
-            msgpipe__entry_free(g);
+            msgpipe__free(g);
         }
         if (rc < 0 || n > 0 || woken)
             break;
@@ -911,7 +889,7 @@ void msgpipe__b_poller_close(msgpipe_poller *pl)
     while (pl->graveyard != NULL) {
         msgpipe__pl_entry *e = pl->graveyard;
         pl->graveyard = e->next;
-        msgpipe__entry_free(e);
+        msgpipe__free(e);
     }
     pthread_mutex_unlock(&pl->lock);
     if (pl->os >= 0)
