@@ -1004,7 +1004,8 @@ MSGPIPE_EXTERN int msgpipe_send_handles(msgpipe *p, const void *msg, size_t len,
  * hcap handles, the first hcap are given and the rest are closed: the
  * call returns MSGPIPE_EHANDLES, with the message received as with OK.
  * With ENOBUFS the message and its handles stay queued.  A message that is
- * discarded (EMSGSIZE) has its handles closed.  h may be NULL when hcap is
+ * discarded (EMSGSIZE), or cut off by the peer's end (ECLOSED), has its
+ * handles closed.  h may be NULL when hcap is
  * 0.
  *
  * msgpipe_recv() and msgpipe_recv_alloc() are this call with hcap 0: a

@@ -2529,6 +2529,46 @@ static void test_handles_sent_before_a_crash_arrive(void **state)
     msgpipe_process_close(proc);
 }
 
+#ifndef _WIN32
+/* A message with a descriptor is cut off by its sender's close (linger 0)
+ * after the receiver has read its first part, descriptor included: the
+ * receive gives ECLOSED and the descriptor is closed then, not only when
+ * the receiving pipe is closed. */
+static void test_cut_handle_message_closes_its_handles_at_eclosed(void **s)
+{
+    msgpipe_options opt;
+    msgpipe *a = NULL, *b = NULL;
+    unsigned char *buf = (unsigned char *)malloc(4 * MiB);
+    nat f, h[2];
+    size_t len = 0, nh = 0;
+    long before;
+    (void)s;
+
+    assert_non_null(buf);
+    memset(buf, 7, 4 * MiB);
+    warm_up();
+    msgpipe_options_init(&opt);
+    opt.linger_ms = 0;
+    assert_rc(msgpipe_pair(&opt, &a, &b), MSGPIPE_OK);
+    before = open_count();
+    f = tmp_file();
+    /* Far more than the socket holds: committed, the rest kept in a. */
+    assert_rc(msgpipe_send_handles(a, buf, 4 * MiB, &f, 1, 50), MSGPIPE_OK);
+    nat_close(f);
+    /* The first part arrives with the descriptor; the rest never comes. */
+    assert_rc(msgpipe_recv_handles(b, buf, 4 * MiB, &len, h, 2, &nh, 100),
+              MSGPIPE_ETIMEDOUT);
+    msgpipe_close(a); /* linger 0: the message is cut off */
+    assert_rc(msgpipe_recv_handles(b, buf, 4 * MiB, &len, h, 2, &nh, SUP_T),
+              MSGPIPE_ECLOSED);
+    assert_int_equal(nh, 0);
+    /* a's descriptor is gone, and so is the one that came to b. */
+    assert_int_equal(open_count(), before - 1);
+    msgpipe_close(b);
+    free(buf);
+}
+#endif
+
 /* The child dies in the middle of a 16 MiB message that carries two
  * handles: ECLOSED, no half message, and the handles that came with its
  * first bytes are closed (by the time the pipe is closed: counted from
@@ -2896,6 +2936,8 @@ int main(int argc, char **argv)
             SUP_TEST(handles,
                      test_close_with_unread_handle_messages_leaks_nothing),
 #ifndef _WIN32
+            SUP_TEST(handles,
+                     test_cut_handle_message_closes_its_handles_at_eclosed),
             SUP_TEST(handles,
                      test_more_than_max_handles_from_a_raw_peer_is_ehandles),
 #endif
