@@ -52,9 +52,15 @@ struct msgpipe {
     int64_t peer_pid, peer_uid, peer_gid; /* FIFO: from the handshake */
 
     /* Receive side: touched only by the receiving thread. */
-    uint8_t *rbuf;     /* MSGPIPE__RBUF_SIZE bytes, allocated on first use */
+    uint8_t *rbuf;     /* rcap bytes, allocated on first use */
+    size_t rcap;       /* MSGPIPE__RBUF_SIZE, more only for a while (see
+                        * msgpipe__read_direct) */
     size_t rpos, rend; /* unread bytes are rbuf[rpos, rend) */
-    int have_len;      /* a header was decoded; msg_len bytes follow */
+    /* Length of the last message received into a caller's buffer if it
+     * was large (at least MSGPIPE__RBUF_SIZE), else 0: the next one is
+     * read straight into the caller's buffer (msgpipe__read_direct). */
+    size_t rx_big;
+    int have_len; /* a header was decoded; msg_len bytes follow */
     uint64_t msg_len;
     uint64_t skip; /* bytes of an oversized message still to discard */
     uint8_t *hold; /* payload received before a timeout, kept here */

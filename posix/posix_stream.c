@@ -741,8 +741,12 @@ static int msgpipe__read_into(msgpipe *p, void *dst, size_t cap, size_t *n,
     return msgpipe__read_some(p, &v, 1, cap, n, deadline);
 }
 
-/* Read the rest of a payload straight into dst (rest bytes), and whatever
- * follows it into the (empty) receive buffer, in one call. */
+/* Read the rest of a payload straight into dst (rest bytes), and the
+ * header of a message that follows it, if there, into the (empty) receive
+ * buffer, in one call.  Only a header: the payload behind it is large more
+ * often than not (the same size as this one), and then goes straight into
+ * the caller's buffer too instead of 16 KiB of it through the receive
+ * buffer (see "Large messages" in docs/performance.md). */
 static int msgpipe__read_rest(msgpipe *p, uint8_t *dst, size_t rest, size_t *n,
                               int64_t deadline)
 {
@@ -754,8 +758,9 @@ static int msgpipe__read_rest(msgpipe *p, uint8_t *dst, size_t rest, size_t *n,
     v[0].iov_base = dst;
     v[0].iov_len = rest;
     v[1].iov_base = p->rbuf;
-    v[1].iov_len = MSGPIPE__RBUF_SIZE;
-    rc = msgpipe__read_some(p, v, 2, rest + MSGPIPE__RBUF_SIZE, &got, deadline);
+    v[1].iov_len = MSGPIPE__FRAME_HDR_MAX;
+    rc = msgpipe__read_some(p, v, 2, rest + MSGPIPE__FRAME_HDR_MAX, &got,
+                            deadline);
     if (rc != MSGPIPE_OK)
         return rc;
     if (got > rest) {
@@ -774,13 +779,22 @@ static int msgpipe__fill(msgpipe *p, int64_t deadline)
 
     if (p->rpos == p->rend) {
         p->rpos = p->rend = 0;
+        if (p->rcap > MSGPIPE__RBUF_SIZE) {
+            /* Grown by msgpipe__read_direct, and empty again. */
+            uint8_t *nb =
+                (uint8_t *)msgpipe__realloc(p->rbuf, MSGPIPE__RBUF_SIZE);
+            if (nb != NULL) {
+                p->rbuf = nb;
+                p->rcap = MSGPIPE__RBUF_SIZE;
+            }
+        }
     } else if (p->rpos > 0) {
         memmove(p->rbuf, p->rbuf + p->rpos, p->rend - p->rpos);
         p->rend -= p->rpos;
         p->rpos = 0;
     }
-    rc = msgpipe__read_into(p, p->rbuf + p->rend, MSGPIPE__RBUF_SIZE - p->rend,
-                            &n, deadline);
+    rc = msgpipe__read_into(p, p->rbuf + p->rend, p->rcap - p->rend, &n,
+                            deadline);
     if (rc == MSGPIPE_OK)
         p->rend += n;
     return rc;
@@ -819,6 +833,7 @@ static int msgpipe__next_header(msgpipe *p, int64_t deadline,
         p->rbuf = (uint8_t *)msgpipe__malloc(MSGPIPE__RBUF_SIZE);
         if (p->rbuf == NULL)
             return MSGPIPE_ENOMEM;
+        p->rcap = MSGPIPE__RBUF_SIZE;
     }
     for (;;) {
         avail = p->rend - p->rpos;
@@ -864,6 +879,85 @@ static int msgpipe__next_header(msgpipe *p, int64_t deadline,
     }
 }
 
+/* May the next message be read straight into the caller's buffer of cap
+ * bytes?  When the last one was large, fits, and nothing of the next one
+ * has been read yet. */
+static int msgpipe__direct_ok(const msgpipe *p, size_t cap)
+{
+    return p->rx_big > 0 && p->rx_big <= cap && p->rbuf != NULL &&
+           !p->have_len && p->skip == 0 && p->rpos == p->rend &&
+           p->hold_len == 0 && p->rx_err == MSGPIPE_OK;
+}
+
+/* The first read of a message that is probably as large as the last one
+ * (p->rx_big bytes): its 4-byte header into the receive buffer, its
+ * payload straight into dst, and the header of whatever follows into the
+ * receive buffer after the first, all in one call - as a raw read of the
+ * payload would be, instead of 16 KiB into the receive buffer, a copy, and
+ * a second read for the rest.
+ *
+ * OK with the header decoded (p->have_len) and *got bytes of its payload
+ * in dst, when the guess held: a 4-byte header of a message that fits dst
+ * and the limit, and no byte past its end in dst.  Otherwise OK with
+ * have_len 0 and every byte read put back in order into the receive
+ * buffer (grown if need be, until it is empty again: see msgpipe__fill),
+ * where the usual path finds them - a message that does not fit, an
+ * oversized or smaller one with more behind it, a long header.  ENOMEM if
+ * they cannot be kept (the pipe's receive side is then EIO: the bytes are
+ * gone), or an error of the read. */
+static int msgpipe__read_direct(msgpipe *p, uint8_t *dst, size_t cap,
+                                size_t *got, int64_t deadline)
+{
+    size_t seg = p->rx_big, n = 0, h, a, b, t, hlen;
+    struct iovec v[3];
+    uint64_t len;
+    int rc;
+
+    *got = 0;
+    p->rpos = p->rend = 0;
+    v[0].iov_base = p->rbuf;
+    v[0].iov_len = 4;
+    v[1].iov_base = dst;
+    v[1].iov_len = seg;
+    v[2].iov_base = p->rbuf + 4;
+    v[2].iov_len = MSGPIPE__FRAME_HDR_MAX;
+    rc = msgpipe__read_some(p, v, 3, 4 + seg + MSGPIPE__FRAME_HDR_MAX, &n,
+                            deadline);
+    if (rc != MSGPIPE_OK)
+        return rc;
+    h = n < 4 ? n : 4;
+    a = n - h < seg ? n - h : seg;
+    b = n - h - a; /* > 0 only when the first two are full */
+    if (h == 4 && msgpipe__frame_decode(p->rbuf, 4, &len, &hlen) == 1 &&
+        len <= msgpipe__rx_limit(p) && len <= cap && len >= a) {
+        t = (uint64_t)b < len - a ? b : (size_t)(len - a);
+        memcpy(dst + a, p->rbuf + 4, t);
+        p->rpos = 4 + t;
+        p->rend = 4 + b;
+        if (p->rpos == p->rend)
+            p->rpos = p->rend = 0;
+        p->msg_start = p->rx_total - (uint64_t)n;
+        p->msg_end = p->msg_start + 4 + len;
+        p->have_len = 1;
+        p->msg_len = len;
+        *got = a + t;
+        return MSGPIPE_OK;
+    }
+    if (n > p->rcap) {
+        uint8_t *nb = (uint8_t *)msgpipe__realloc(p->rbuf, n);
+        if (nb == NULL) {
+            p->rx_err = MSGPIPE_EIO; /* those bytes cannot be kept */
+            return MSGPIPE_ENOMEM;
+        }
+        p->rbuf = nb;
+        p->rcap = n;
+    }
+    memmove(p->rbuf + h + a, p->rbuf + h, b);
+    memcpy(p->rbuf + h, dst, a);
+    p->rend = n;
+    return MSGPIPE_OK;
+}
+
 /* Grow p->hold to at least `need` bytes, doubling but never past `limit`. */
 static int msgpipe__hold_reserve(msgpipe *p, size_t need, size_t limit)
 {
@@ -897,10 +991,12 @@ static void msgpipe__hold_release(msgpipe *p)
     }
 }
 
-/* Receive the payload (p->msg_len bytes) into dst. */
-static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, int64_t deadline)
+/* Receive the payload (p->msg_len bytes) into dst, of which the first
+ * `got` bytes are there already (msgpipe__read_direct). */
+static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, size_t got,
+                                 int64_t deadline)
 {
-    size_t need = (size_t)p->msg_len, got = 0, avail, n = 0;
+    size_t need = (size_t)p->msg_len, avail, n = 0;
     int rc = MSGPIPE_OK;
 
     if (p->hold_len > 0) {
@@ -930,6 +1026,7 @@ static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, int64_t deadline)
     if (rc == MSGPIPE_OK) {
         p->have_len = 0;
         msgpipe__hold_release(p);
+        p->rx_big = need >= MSGPIPE__RBUF_SIZE && need < 0x7fffffff ? need : 0;
         return MSGPIPE_OK;
     }
     if (rc == MSGPIPE_ECLOSED) {
@@ -998,8 +1095,11 @@ static int msgpipe__payload_hold(msgpipe *p, int64_t deadline)
 
 /* What both receives do first: report a sticky error, finish connecting,
  * report an oversized message (*len: its announced size), and decode the
- * next header (OK: p->msg_len bytes follow). */
-static int msgpipe__recv_header(msgpipe *p, size_t *len, int64_t deadline)
+ * next header (OK: p->msg_len bytes follow).  With dst (cap bytes), the
+ * message may be read straight into it: *got bytes of the payload are
+ * there then. */
+static int msgpipe__recv_header(msgpipe *p, uint8_t *dst, size_t cap,
+                                size_t *got, size_t *len, int64_t deadline)
 {
     uint64_t announced = 0;
     int rc;
@@ -1017,6 +1117,11 @@ static int msgpipe__recv_header(msgpipe *p, size_t *len, int64_t deadline)
         p->emsg_pending = 0;
         *len = msgpipe__clamp_size(p->emsg_len);
         return MSGPIPE_EMSGSIZE;
+    }
+    if (dst != NULL && msgpipe__direct_ok(p, cap)) {
+        rc = msgpipe__read_direct(p, dst, cap, got, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
     }
     rc = msgpipe__next_header(p, deadline, &announced);
     if (rc == MSGPIPE_EMSGSIZE)
@@ -1041,16 +1146,17 @@ static int msgpipe__recv_handles_in(msgpipe *p, void *buf, size_t cap,
                                     size_t *nh, int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
+    size_t got = 0;
     int rc;
 
-    rc = msgpipe__recv_header(p, len, deadline);
+    rc = msgpipe__recv_header(p, (uint8_t *)buf, cap, &got, len, deadline);
     if (rc != MSGPIPE_OK)
         return rc;
     if (p->msg_len > cap) {
         *len = (size_t)p->msg_len;
         return MSGPIPE_ENOBUFS;
     }
-    rc = msgpipe__payload_into(p, (uint8_t *)buf, deadline);
+    rc = msgpipe__payload_into(p, (uint8_t *)buf, got, deadline);
     if (rc != MSGPIPE_OK)
         return rc;
     *len = (size_t)p->msg_len;
@@ -1080,7 +1186,7 @@ static int msgpipe__recv_alloc_in(msgpipe *p, void **msg, size_t *len,
     size_t n = 0, nh = 0;
     int rc;
 
-    rc = msgpipe__recv_header(p, len, deadline);
+    rc = msgpipe__recv_header(p, NULL, 0, &n, len, deadline);
     if (rc != MSGPIPE_OK)
         return rc;
     rc = msgpipe__payload_hold(p, deadline);

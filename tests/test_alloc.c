@@ -426,6 +426,44 @@ static void test_back_to_back_small_messages_share_reads(void **state)
     back_to_back(0, 100);
 }
 
+/* Large messages one at a time, as a request/answer exchange sends them:
+ * each arrives with one read, its header and payload together, straight
+ * into the caller's buffer (not 16 KiB through the receive buffer and then
+ * a second read for the rest).  60,000 bytes: with the header, what fits
+ * in a FIFO's 64 KiB buffer, so that one thread can send and receive. */
+static void test_large_messages_take_one_read_each(void **state)
+{
+    enum { N = 20, SZ = 60000 };
+    unsigned char *out = (unsigned char *)malloc(SZ);
+    unsigned char *in = (unsigned char *)malloc(SZ);
+    sup_pair pr;
+    size_t len;
+    int i;
+    (void)state;
+
+    assert_non_null(out);
+    assert_non_null(in);
+    sup_pair_open(&pr, "alc", NULL, NULL);
+    for (i = 0; i < N + 2; i++) {
+        if (i == 2) /* after a warm-up of two */
+            zero_counts();
+        sup_fill(out, SZ, (uint32_t)i);
+        assert_rc(msgpipe_send(pr.c, out, SZ, SUP_T), MSGPIPE_OK);
+        len = 0;
+        assert_rc(msgpipe_recv(pr.s, in, SZ, &len, SUP_T), MSGPIPE_OK);
+        assert_int_equal(len, SZ);
+        assert_pattern(in, len, (uint32_t)i);
+    }
+    print_message("%d messages of %d bytes one at a time: %ld read() calls, "
+                  "%ld write calls\n",
+                  N, SZ, c_reads, c_writes);
+    assert_int_equal(c_reads, N);
+    assert_int_equal(c_writes, N);
+    sup_pair_close(&pr);
+    free(out);
+    free(in);
+}
+
 #endif /* !_WIN32 */
 
 #ifndef _WIN32
@@ -485,6 +523,9 @@ int main(int argc, char **argv)
         {1, cmocka_unit_test_setup_teardown(
                 test_back_to_back_small_messages_share_reads, setup_sys,
                 teardown_sys)},
+        {1,
+         cmocka_unit_test_setup_teardown(test_large_messages_take_one_read_each,
+                                         setup_sys, teardown_sys)},
         {1, cmocka_unit_test_setup_teardown(
                 test_batch_of_small_messages_is_one_system_call, setup_sys,
                 teardown_sys)},

@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef _WIN32
+#include <unistd.h>
+#endif
+
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1024 * 1024)
 
@@ -809,6 +813,270 @@ static void test_send_batch_timeout_reports_what_was_sent(void **state)
     free(m);
 }
 
+/* ---- Large messages read straight into the caller's buffer ------------
+ *
+ * After a large message, a receive reads the next one's header and payload
+ * in one call, the payload straight into the caller's buffer, on the guess
+ * that it is as large.  When the guess is wrong (smaller with more behind
+ * it, larger than the buffer or the limit), the bytes must still come out
+ * exactly as if read the usual way. */
+
+enum { BIG = 60000 }; /* + header: fits in a FIFO's 64 KiB */
+
+/* One large message from tx to rx, read into buf (cap bytes). */
+static void prime_large(msgpipe *tx, msgpipe *rx, unsigned char *buf,
+                        size_t cap)
+{
+    size_t len = 0;
+
+    sup_fill(buf, BIG, 77);
+    assert_rc(msgpipe_send(tx, buf, BIG, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(rx, buf, cap, &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, BIG);
+    assert_pattern(buf, len, 77);
+}
+
+static const size_t mixed_sizes[] = {60000, 60000, 70000,  20000, 16,
+                                     0,     60000, 100000, 16384, 59999,
+                                     1,     60000, 65536,  65535, 16383};
+#define N_MIXED (sizeof(mixed_sizes) / sizeof(mixed_sizes[0]))
+enum { MIXED_ROUNDS = 20 };
+
+typedef struct {
+    msgpipe *p;
+    int rc;
+} mixed_sender;
+
+static void *mixed_send_main(void *arg)
+{
+    mixed_sender *ms = (mixed_sender *)arg;
+    unsigned char *m = (unsigned char *)malloc(100000);
+    size_t i;
+
+    ms->rc = m == NULL ? MSGPIPE_ENOMEM : MSGPIPE_OK;
+    for (i = 0; i < N_MIXED * MIXED_ROUNDS && ms->rc == MSGPIPE_OK; i++) {
+        sup_fill(m, mixed_sizes[i % N_MIXED], (uint32_t)i);
+        ms->rc = msgpipe_send(ms->p, m, mixed_sizes[i % N_MIXED], SUP_T_LONG);
+    }
+    free(m);
+    return NULL;
+}
+
+/* Sizes mixed, sent back to back by another thread (so that more is often
+ * behind a message smaller than the one before): every message exact. */
+static void test_large_and_small_messages_back_to_back_arrive_exact(void **st)
+{
+    unsigned char *buf = (unsigned char *)malloc(100000);
+    mixed_sender ms;
+    sup_thread *t;
+    sup_pair pr;
+    size_t i, len;
+    (void)st;
+
+    assert_non_null(buf);
+    sup_pair_open(&pr, "pipe", NULL, NULL);
+    ms.p = pr.c;
+    t = sup_thread_start(mixed_send_main, &ms);
+    for (i = 0; i < N_MIXED * MIXED_ROUNDS; i++) {
+        len = (size_t)-1;
+        assert_rc(msgpipe_recv(pr.s, buf, 100000, &len, SUP_T_LONG),
+                  MSGPIPE_OK);
+        assert_int_equal(len, mixed_sizes[i % N_MIXED]);
+        assert_pattern(buf, len, (uint32_t)i);
+    }
+    sup_thread_join(t);
+    assert_rc(ms.rc, MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, buf, 100000, &len, 0), MSGPIPE_ETIMEDOUT);
+    sup_pair_close(&pr);
+    free(buf);
+}
+
+/* The same sizes one at a time, each echoed back: exact. */
+static void test_large_and_small_messages_one_at_a_time_arrive_exact(void **st)
+{
+    unsigned char *out = (unsigned char *)malloc(100000);
+    unsigned char *in = (unsigned char *)malloc(100000);
+    sup_pair pr;
+    sup_echo *echo;
+    size_t i, len;
+    int end_rc;
+    (void)st;
+
+    assert_non_null(out);
+    assert_non_null(in);
+    sup_pair_open(&pr, "pipe", NULL, NULL);
+    echo = sup_echo_start(pr.s);
+    for (i = 0; i < N_MIXED * 4; i++) {
+        size_t n = mixed_sizes[i % N_MIXED];
+        sup_fill(out, n, (uint32_t)i);
+        assert_rc(msgpipe_send(pr.c, out, n, SUP_T), MSGPIPE_OK);
+        len = (size_t)-1;
+        assert_rc(msgpipe_recv(pr.c, in, 100000, &len, SUP_T), MSGPIPE_OK);
+        assert_int_equal(len, n);
+        assert_pattern(in, len, (uint32_t)i);
+    }
+    msgpipe_close(pr.c);
+    pr.c = NULL;
+    assert_int_equal(sup_echo_join(echo, &end_rc), (long)(N_MIXED * 4));
+    assert_rc(end_rc, MSGPIPE_ECLOSED);
+    sup_pair_close(&pr);
+    free(out);
+    free(in);
+}
+
+/* After a large message, one too large for the buffer: ENOBUFS with its
+ * exact size, every time, and kept whole for a large enough buffer; the
+ * message behind it intact. */
+static void test_enobufs_after_a_large_message_keeps_it_exact(void **state)
+{
+    unsigned char *buf = (unsigned char *)malloc(62000);
+    sup_pair pr;
+    size_t len;
+    (void)state;
+
+    assert_non_null(buf);
+    sup_pair_open(&pr, "pipe", NULL, NULL);
+    prime_large(pr.c, pr.s, buf, 61000);
+    sup_fill(buf, 62000, 5);
+    assert_rc(msgpipe_send(pr.c, buf, 62000, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_send(pr.c, "next", 4, SUP_T), MSGPIPE_OK);
+    memset(buf, 0, 62000);
+    len = 0;
+    assert_rc(msgpipe_recv(pr.s, buf, 61000, &len, SUP_T), MSGPIPE_ENOBUFS);
+    assert_int_equal(len, 62000);
+    len = 0;
+    assert_rc(msgpipe_recv(pr.s, buf, 61999, &len, SUP_T), MSGPIPE_ENOBUFS);
+    assert_int_equal(len, 62000);
+    len = 0;
+    assert_rc(msgpipe_recv(pr.s, buf, 62000, &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 62000);
+    assert_pattern(buf, len, 5);
+    assert_rc(msgpipe_recv(pr.s, buf, 62000, &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "next", 4);
+    sup_pair_close(&pr);
+    free(buf);
+}
+
+/* After a large message, one over the receiver's max_message: EMSGSIZE with
+ * its exact size, skipped; the large message behind it intact. */
+static void test_emsgsize_after_a_large_message_skips_it_exact(void **state)
+{
+    unsigned char *buf = (unsigned char *)malloc(40000);
+    msgpipe_options o;
+    sup_pair pr;
+    size_t len;
+    (void)state;
+
+    assert_non_null(buf);
+    msgpipe_options_init(&o);
+    o.max_message = 30000;
+    sup_pair_open(&pr, "pipe", &o, NULL);
+    sup_fill(buf, 20000, 1);
+    assert_rc(msgpipe_send(pr.c, buf, 20000, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, buf, 40000, &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 20000);
+    sup_fill(buf, 30001, 2);
+    assert_rc(msgpipe_send(pr.c, buf, 30001, SUP_T), MSGPIPE_OK);
+    sup_fill(buf, 30000, 3);
+    assert_rc(msgpipe_send(pr.c, buf, 30000, SUP_T), MSGPIPE_OK);
+    memset(buf, 0, 40000);
+    len = 0;
+    assert_rc(msgpipe_recv(pr.s, buf, 40000, &len, SUP_T), MSGPIPE_EMSGSIZE);
+    assert_int_equal(len, 30001);
+    len = 0;
+    assert_rc(msgpipe_recv(pr.s, buf, 40000, &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 30000);
+    assert_pattern(buf, len, 3);
+    sup_pair_close(&pr);
+    free(buf);
+}
+
+#ifndef _WIN32
+/* Write raw bytes to a pipe's write descriptor: part of a message, as a
+ * writer that stops in the middle would leave it. */
+static void raw_write(msgpipe *p, const void *b, size_t n)
+{
+    msgpipe_native h;
+    ssize_t w;
+
+    assert_rc(msgpipe_native_handle(p, MSGPIPE_POLLOUT, &h), MSGPIPE_OK);
+    while (n > 0) {
+        w = write((int)h, b, n);
+        assert_true(w > 0);
+        b = (const unsigned char *)b + w;
+        n -= (size_t)w;
+    }
+}
+
+static void raw_header(msgpipe *p, uint32_t len)
+{
+    unsigned char h[4];
+
+    h[0] = (unsigned char)(len >> 24);
+    h[1] = (unsigned char)(len >> 16);
+    h[2] = (unsigned char)(len >> 8);
+    h[3] = (unsigned char)len;
+    raw_write(p, h, 4);
+}
+
+/* The peer goes away half-way through a large message read straight into
+ * the caller's buffer: ECLOSED, and ECLOSED again. */
+static void test_peer_gone_mid_large_message_is_eclosed(void **state)
+{
+    unsigned char *buf = (unsigned char *)malloc(BIG);
+    sup_pair pr;
+    size_t len = 0;
+    (void)state;
+
+    assert_non_null(buf);
+    sup_pair_open(&pr, "pipe", NULL, NULL);
+    prime_large(pr.c, pr.s, buf, BIG);
+    raw_header(pr.c, BIG);
+    raw_write(pr.c, buf, BIG / 2);
+    msgpipe_close(pr.c);
+    pr.c = NULL;
+    assert_rc(msgpipe_recv(pr.s, buf, BIG, &len, SUP_T), MSGPIPE_ECLOSED);
+    assert_rc(msgpipe_recv(pr.s, buf, BIG, &len, SUP_T), MSGPIPE_ECLOSED);
+    sup_pair_close(&pr);
+    free(buf);
+}
+
+/* The time runs out half-way through a large message read straight into
+ * the caller's buffer: ETIMEDOUT, and the next receive gets the whole
+ * message once the rest arrives, then the message after it. */
+static void test_timeout_mid_large_message_loses_nothing(void **state)
+{
+    unsigned char *msg = (unsigned char *)malloc(BIG);
+    unsigned char *buf = (unsigned char *)malloc(BIG);
+    sup_pair pr;
+    size_t len = 0;
+    (void)state;
+
+    assert_non_null(msg);
+    assert_non_null(buf);
+    sup_pair_open(&pr, "pipe", NULL, NULL);
+    prime_large(pr.c, pr.s, buf, BIG);
+    sup_fill(msg, BIG, 9);
+    raw_header(pr.c, BIG);
+    raw_write(pr.c, msg, BIG / 2);
+    memset(buf, 0, BIG);
+    assert_rc(msgpipe_recv(pr.s, buf, BIG, &len, 50), MSGPIPE_ETIMEDOUT);
+    memset(buf, 0, BIG);
+    raw_write(pr.c, msg + BIG / 2, BIG - BIG / 2);
+    assert_rc(msgpipe_send(pr.c, "after", 5, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, buf, BIG, &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, BIG);
+    assert_pattern(buf, len, 9);
+    assert_rc(msgpipe_recv(pr.s, buf, BIG, &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "after", 5);
+    sup_pair_close(&pr);
+    free(msg);
+    free(buf);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -840,6 +1108,16 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_send_batch_delivers_each_message_in_order),
         cmocka_unit_test(test_send_batch_checks_every_message_first),
         cmocka_unit_test(test_send_batch_timeout_reports_what_was_sent),
+        cmocka_unit_test(
+            test_large_and_small_messages_back_to_back_arrive_exact),
+        cmocka_unit_test(
+            test_large_and_small_messages_one_at_a_time_arrive_exact),
+        cmocka_unit_test(test_enobufs_after_a_large_message_keeps_it_exact),
+        cmocka_unit_test(test_emsgsize_after_a_large_message_skips_it_exact),
+#ifndef _WIN32
+        cmocka_unit_test(test_peer_gone_mid_large_message_is_eclosed),
+        cmocka_unit_test(test_timeout_mid_large_message_loses_nothing),
+#endif
     };
 
     sup_init(argc, argv);

@@ -2265,8 +2265,13 @@ typedef struct {
 
 /* Some plain messages and every other message with a handle are 70,000
  * bytes: more than a pipe's buffer (Windows: a split handle message). */
+static int stream_large; /* every message 16 KiB or more, sizes mixed */
+
 static size_t stream_len(int i)
 {
+    static const size_t large[] = {70000, 70000, 60000, 16384, 69999, 20000};
+    if (stream_large)
+        return large[i % 6];
     if (i % 50 == 3 || (i % STREAM_EVERY == 5 && (i / STREAM_EVERY) % 2))
         return 70000;
     return 8 + (size_t)(i % 90);
@@ -2302,7 +2307,7 @@ static void *stream_send_main(void *arg)
 /* Many plain messages with some carrying a handle, sent from another
  * thread while this one receives: each handle arrives with exactly its
  * message. */
-static void test_handles_arrive_with_their_message_in_a_stream(void **state)
+static void handles_in_a_stream(void)
 {
     stream_sender *s = (stream_sender *)calloc(1, sizeof(*s));
     msgpipe *a = NULL, *b = NULL;
@@ -2312,7 +2317,6 @@ static void test_handles_arrive_with_their_message_in_a_stream(void **state)
     char want[32];
     long before;
     int i, k = 0;
-    (void)state;
 
     assert_non_null(s);
     assert_non_null(buf);
@@ -2363,6 +2367,24 @@ static void test_handles_arrive_with_their_message_in_a_stream(void **state)
     msgpipe_close(b);
     free(buf);
     free(s);
+}
+
+static void test_handles_arrive_with_their_message_in_a_stream(void **state)
+{
+    (void)state;
+    stream_large = 0;
+    handles_in_a_stream();
+}
+
+/* The same with large messages only, of mixed sizes: each is read straight
+ * into the receiver's buffer after a large one (or put back when the guess
+ * of its size was wrong), and the handles still go with their own. */
+static void test_handles_stay_with_their_large_messages_in_a_stream(void **st)
+{
+    (void)st;
+    stream_large = 1;
+    handles_in_a_stream();
+    stream_large = 0;
 }
 
 typedef struct {
@@ -2928,6 +2950,8 @@ int main(int argc, char **argv)
             SUP_TEST(handles, test_handles_sent_before_close_arrive),
             SUP_TEST(handles,
                      test_handles_arrive_with_their_message_in_a_stream),
+            SUP_TEST(handles,
+                     test_handles_stay_with_their_large_messages_in_a_stream),
             SUP_TEST(handles, test_send_handles_races_a_receiving_thread),
             SUP_TEST(handles, test_handles_over_a_spawned_pipe),
             SUP_TEST(handles, test_handles_over_a_named_server_and_client),
