@@ -3,9 +3,17 @@
  * ZeroMQ, in one run on one machine.  Never a pass/fail test.
  *
  *   msgpipe_bench [--quick] [--csv] [--csv-file=PATH] [--transports=LIST]
- *                 [--cases=LIST] [--idle=LIST] [--idle-reps=N]
+ *                 [--cases=LIST] [--reps=N] [--idle=LIST] [--idle-reps=N]
  *                 [--pp-sizes=LIST] [--st-sizes=LIST] [--time=SECONDS]
  *                 [--count=N] [--pin] [--list]
+ *
+ * Every ping-pong and stream case runs --reps times (default 5; 3 with
+ * --quick, 1 with --count), the transports interleaved: for each size,
+ * msgpipe, raw, nng, zmq, then again msgpipe, raw, ... - so that a machine
+ * that is busier for a while slows all of them alike.  Each figure
+ * reported is the median of those runs, with the spread (min-max); every
+ * ratio is a ratio of medians.  (Stream counts are chosen by the pilot of
+ * the first run and kept for the others.)
  *
  * Cases (every transport runs the same ones):
  *
@@ -54,10 +62,13 @@
  * threads, which a fork would not carry over); on Windows the benchmark
  * itself plus a copy started with CreateProcess (msgpipe only there).
  *
- * Output: a table with each transport's ratio to raw (latency:
- * transport/raw, throughput: transport/raw); with --csv, lines
- * "transport,case,size,metric,value" (metric p50_us, p99_us, p999_us,
- * msgs_per_s, mib_per_s) after one header line.  Progress goes to stderr.
+ * Output: a table of medians with the spread, and each transport's ratio
+ * of medians to raw (latency: transport/raw, throughput: transport/raw);
+ * with --csv, lines "transport,case,size,metric,value" after one header
+ * line: metric p50_us, p99_us, p999_us, msgs_per_s or mib_per_s with the
+ * median of the runs as value, each followed by the same metric with
+ * _min and _max appended (e.g. p50_us_min, p50_us_max): the spread.
+ * Progress (every run's figures) goes to stderr.
  */
 #include "msgpipe.h"
 
@@ -1012,20 +1023,69 @@ static void run_job(job *j, result *r)
 typedef struct meas {
     int kind, bcase;
     size_t size;
+    int rep;
     result r;
 } meas;
 
-static meas results[K_COUNT * 2 * MAX_SIZES];
+/* --reps=N: runs of each ping-pong and stream case, the transports
+ * interleaved (msgpipe, raw, msgpipe, raw, ...), so that a machine that is
+ * busier for a while slows them alike.  Reported: medians, with the
+ * spread (min-max); ratios are of medians. */
+#define MAX_REPS 31
+static int g_reps = -1; /* -1: default (5; 3 with --quick; 1 with --count) */
+
+static meas results[K_COUNT * 2 * MAX_SIZES * MAX_REPS];
 static int n_results;
 
-static const meas *find(int kind, int bcase, size_t size)
+enum metric { M_P50, M_P99, M_P999, M_MSGS, M_MIB, M_COUNT };
+
+typedef struct spread {
+    int n; /* runs that worked */
+    double med, lo, hi;
+} spread;
+
+static double metric_of(const result *r, int m)
 {
-    int i;
-    for (i = 0; i < n_results; i++)
+    switch (m) {
+    case M_P50:
+        return r->p50_us;
+    case M_P99:
+        return r->p99_us;
+    case M_P999:
+        return r->p999_us;
+    case M_MSGS:
+        return r->msgs_per_s;
+    default:
+        return r->mib_per_s;
+    }
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median and spread of metric m over the runs of one case that worked. */
+static spread agg(int kind, int bcase, size_t size, int m)
+{
+    double v[MAX_REPS];
+    spread st;
+    int i, k = 0;
+
+    memset(&st, 0, sizeof(st));
+    for (i = 0; i < n_results && k < MAX_REPS; i++)
         if (results[i].kind == kind && results[i].bcase == bcase &&
             results[i].size == size && results[i].r.ok)
-            return &results[i];
-    return NULL;
+            v[k++] = metric_of(&results[i].r, m);
+    if (k == 0)
+        return st;
+    qsort(v, (size_t)k, sizeof(v[0]), cmp_dbl);
+    st.n = k;
+    st.med = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+    st.lo = v[0];
+    st.hi = v[k - 1];
+    return st;
 }
 
 static void fmt_size(char *b, size_t cap, size_t s)
@@ -1038,7 +1098,7 @@ static void fmt_size(char *b, size_t cap, size_t s)
         snprintf(b, cap, "%lu B", (unsigned long)s);
 }
 
-static void measure_pingpong(int kind, size_t size)
+static void measure_pingpong(int kind, size_t size, int rep)
 {
     meas *m = &results[n_results++];
     job j;
@@ -1055,12 +1115,14 @@ static void measure_pingpong(int kind, size_t size)
         j.warm_seconds = 0;
     }
     fmt_size(sz, sizeof(sz), size);
-    fprintf(stderr, "  pingpong %-7s %-13s ", sz, kind_label(kind));
+    fprintf(stderr, "  pingpong %-7s %-13s %2d/%-2d ", sz, kind_label(kind),
+            rep + 1, g_reps);
     fflush(stderr);
     run_job(&j, &m->r);
     m->kind = kind;
     m->bcase = C_PINGPONG;
     m->size = size;
+    m->rep = rep;
     if (m->r.ok)
         fprintf(stderr, "p50 %9.2f us  p99 %9.2f us  p99.9 %9.2f us  (%ld)\n",
                 m->r.p50_us, m->r.p99_us, m->r.p999_us, m->r.samples);
@@ -1068,9 +1130,14 @@ static void measure_pingpong(int kind, size_t size)
         fprintf(stderr, "FAILED: %s\n", m->r.err);
 }
 
-static void measure_stream(int kind, size_t size)
+/* The message count of each stream case, from the pilot of its first run
+ * (later runs use it as it is). */
+static long st_count[K_COUNT][MAX_SIZES];
+
+static void measure_stream(int kind, int si, int rep)
 {
     meas *m = &results[n_results++];
+    size_t size = st_sizes[si];
     job j;
     char sz[32];
     double rate;
@@ -1081,7 +1148,8 @@ static void measure_stream(int kind, size_t size)
     j.bcase = C_STREAM;
     j.size = size;
     fmt_size(sz, sizeof(sz), size);
-    fprintf(stderr, "  stream   %-7s %-13s ", sz, kind_label(kind));
+    fprintf(stderr, "  stream   %-7s %-13s %2d/%-2d ", sz, kind_label(kind),
+            rep + 1, g_reps);
     fflush(stderr);
     /* Pilot: about 16 MiB (at least 16, at most 50,000 messages) to learn
      * the rate, then a count that lasts about st_seconds. */
@@ -1098,21 +1166,29 @@ static void measure_stream(int kind, size_t size)
         /* --count: exactly that many, no pilot, no warm-up. */
         j.count = cfg.count;
         j.warm = 0;
-    }
-    run_job(&j, &m->r);
-    if (m->r.ok && cfg.count <= 0) {
-        rate = m->r.msgs_per_s;
-        j.count = (long)(rate * cfg.st_seconds);
-        if (j.count < pilot)
-            j.count = pilot;
-        if (j.count > 100000000L)
-            j.count = 100000000L;
+        run_job(&j, &m->r);
+    } else if (st_count[kind][si] > 0) {
+        j.count = st_count[kind][si];
         j.warm = j.count / 10;
         run_job(&j, &m->r);
+    } else {
+        run_job(&j, &m->r);
+        if (m->r.ok) {
+            rate = m->r.msgs_per_s;
+            j.count = (long)(rate * cfg.st_seconds);
+            if (j.count < pilot)
+                j.count = pilot;
+            if (j.count > 100000000L)
+                j.count = 100000000L;
+            j.warm = j.count / 10;
+            st_count[kind][si] = j.count;
+            run_job(&j, &m->r);
+        }
     }
     m->kind = kind;
     m->bcase = C_STREAM;
     m->size = size;
+    m->rep = rep;
     if (m->r.ok)
         fprintf(stderr, "%12.0f msgs/s  %10.1f MiB/s  (%ld in %.2f s)\n",
                 m->r.msgs_per_s, m->r.mib_per_s, m->r.samples, m->r.seconds);
@@ -1135,7 +1211,7 @@ static const char *ratio(char *b, size_t cap, double v, double base)
 static void print_table(void)
 {
     int i, k;
-    char sz[32], r1[32], r2[32], r3[32], r4[32];
+    char sz[32], r1[32], r2[32], r3[32], r4[32], sp[48];
     int have_rawfifo = 0;
 
     for (i = 0; i < n_results; i++)
@@ -1144,87 +1220,118 @@ static void print_table(void)
 
     if (cfg.cases[C_PINGPONG]) {
         printf("\nPing-pong latency: one message in flight, full round trip "
-               "(microseconds)\n");
-        printf("%-8s %-14s %9s %9s %9s  %9s %9s %9s%s\n", "size", "transport",
-               "p50", "p99", "p99.9", "p50/raw", "p99/raw", "p99.9/raw",
-               have_rawfifo ? "  p50/rawfifo" : "");
+               "(microseconds), medians of %d runs [min-max of p50]\n",
+               g_reps);
+        printf("%-8s %-14s %9s %-21s %9s %9s  %9s %9s %9s%s\n", "size",
+               "transport", "p50", " [min-max]", "p99", "p99.9", "p50/raw",
+               "p99/raw", "p99.9/raw", have_rawfifo ? "  p50/rawfifo" : "");
         for (i = 0; i < n_pp_sizes; i++) {
-            const meas *raw = find(K_RAW, C_PINGPONG, pp_sizes[i]);
-            const meas *rf = find(K_RAWFIFO, C_PINGPONG, pp_sizes[i]);
+            spread raw[3], rf = agg(K_RAWFIFO, C_PINGPONG, pp_sizes[i], M_P50);
+            int q;
+            for (q = 0; q < 3; q++)
+                raw[q] = agg(K_RAW, C_PINGPONG, pp_sizes[i], M_P50 + q);
             fmt_size(sz, sizeof(sz), pp_sizes[i]);
             for (k = 0; k < K_COUNT; k++) {
-                const meas *m;
+                spread m[3];
                 if (!cfg.kinds[k])
                     continue;
-                m = find(k, C_PINGPONG, pp_sizes[i]);
-                if (m == NULL) {
+                for (q = 0; q < 3; q++)
+                    m[q] = agg(k, C_PINGPONG, pp_sizes[i], M_P50 + q);
+                if (m[0].n == 0) {
                     printf("%-8s %-14s %9s\n", sz, kind_label(k), "failed");
                     continue;
                 }
-                printf(
-                    "%-8s %-14s %9.2f %9.2f %9.2f  %9s %9s %9s", sz,
-                    kind_label(k), m->r.p50_us, m->r.p99_us, m->r.p999_us,
-                    ratio(r1, sizeof(r1), m->r.p50_us, raw ? raw->r.p50_us : 0),
-                    ratio(r2, sizeof(r2), m->r.p99_us, raw ? raw->r.p99_us : 0),
-                    ratio(r3, sizeof(r3), m->r.p999_us,
-                          raw ? raw->r.p999_us : 0));
+                snprintf(sp, sizeof(sp), "[%.2f-%.2f]", m[0].lo, m[0].hi);
+                printf("%-8s %-14s %9.2f %-21s %9.2f %9.2f  %9s %9s %9s", sz,
+                       kind_label(k), m[0].med, sp, m[1].med, m[2].med,
+                       ratio(r1, sizeof(r1), m[0].med, raw[0].med),
+                       ratio(r2, sizeof(r2), m[1].med, raw[1].med),
+                       ratio(r3, sizeof(r3), m[2].med, raw[2].med));
                 if (have_rawfifo)
-                    printf("  %12s", ratio(r4, sizeof(r4), m->r.p50_us,
-                                           rf ? rf->r.p50_us : 0));
+                    printf("  %12s",
+                           ratio(r4, sizeof(r4), m[0].med, rf.n ? rf.med : 0));
                 printf("\n");
             }
         }
     }
     if (cfg.cases[C_STREAM]) {
-        printf("\nStreaming throughput: one way, back to back\n");
-        printf("%-8s %-14s %14s %12s  %9s%s\n", "size", "transport", "msgs/s",
-               "MiB/s", "x raw", have_rawfifo ? "  x rawfifo" : "");
+        printf("\nStreaming throughput: one way, back to back, medians of %d "
+               "runs [min-max]\n",
+               g_reps);
+        printf("%-8s %-14s %12s %-23s %10s  %9s%s\n", "size", "transport",
+               "msgs/s", " [min-max]", "MiB/s", "x raw",
+               have_rawfifo ? "  x rawfifo" : "");
         for (i = 0; i < n_st_sizes; i++) {
-            const meas *raw = find(K_RAW, C_STREAM, st_sizes[i]);
-            const meas *rf = find(K_RAWFIFO, C_STREAM, st_sizes[i]);
+            spread raw = agg(K_RAW, C_STREAM, st_sizes[i], M_MSGS);
+            spread rf = agg(K_RAWFIFO, C_STREAM, st_sizes[i], M_MSGS);
             fmt_size(sz, sizeof(sz), st_sizes[i]);
             for (k = 0; k < K_COUNT; k++) {
-                const meas *m;
+                spread m, mib;
                 if (!cfg.kinds[k])
                     continue;
-                m = find(k, C_STREAM, st_sizes[i]);
-                if (m == NULL) {
-                    printf("%-8s %-14s %14s\n", sz, kind_label(k), "failed");
+                m = agg(k, C_STREAM, st_sizes[i], M_MSGS);
+                mib = agg(k, C_STREAM, st_sizes[i], M_MIB);
+                if (m.n == 0) {
+                    printf("%-8s %-14s %12s\n", sz, kind_label(k), "failed");
                     continue;
                 }
-                printf("%-8s %-14s %14.0f %12.1f  %9s", sz, kind_label(k),
-                       m->r.msgs_per_s, m->r.mib_per_s,
-                       ratio(r1, sizeof(r1), m->r.msgs_per_s,
-                             raw ? raw->r.msgs_per_s : 0));
+                snprintf(sp, sizeof(sp), "[%.0f-%.0f]", m.lo, m.hi);
+                printf("%-8s %-14s %12.0f %-23s %10.1f  %9s", sz, kind_label(k),
+                       m.med, sp, mib.med,
+                       ratio(r1, sizeof(r1), m.med, raw.n ? raw.med : 0));
                 if (have_rawfifo)
-                    printf("  %10s", ratio(r4, sizeof(r4), m->r.msgs_per_s,
-                                           rf ? rf->r.msgs_per_s : 0));
+                    printf("  %10s",
+                           ratio(r4, sizeof(r4), m.med, rf.n ? rf.med : 0));
                 printf("\n");
             }
         }
     }
-    printf("\nRatios are transport/raw in the same run: below 1.00x is "
-           "faster than raw for latency, slower than raw for throughput.\n");
+    printf("\nRatios are of medians, transport/raw in the same run: below "
+           "1.00x is faster than raw for latency, slower than raw for "
+           "throughput.\n");
+}
+
+/* One CSV line per metric with the median, then its _min and _max. */
+static void csv_metric(FILE *f, const char *t, const char *c, size_t size,
+                       const char *name, const char *fmt, spread st)
+{
+    unsigned long s = (unsigned long)size;
+    char line[160];
+
+    snprintf(line, sizeof(line), "%%s,%%s,%%lu,%%s,%s\n", fmt);
+    fprintf(f, line, t, c, s, name, st.med);
+    snprintf(line, sizeof(line), "%%s,%%s,%%lu,%%s_min,%s\n", fmt);
+    fprintf(f, line, t, c, s, name, st.lo);
+    snprintf(line, sizeof(line), "%%s,%%s,%%lu,%%s_max,%s\n", fmt);
+    fprintf(f, line, t, c, s, name, st.hi);
 }
 
 static void print_csv(FILE *f)
 {
-    int i;
+    int i, k;
     fprintf(f, "transport,case,size,metric,value\n");
-    for (i = 0; i < n_results; i++) {
-        const meas *m = &results[i];
-        const char *t = kind_label(m->kind);
-        unsigned long s = (unsigned long)m->size;
-        if (!m->r.ok)
-            continue;
-        if (m->bcase == C_PINGPONG) {
-            fprintf(f, "%s,pingpong,%lu,p50_us,%.3f\n", t, s, m->r.p50_us);
-            fprintf(f, "%s,pingpong,%lu,p99_us,%.3f\n", t, s, m->r.p99_us);
-            fprintf(f, "%s,pingpong,%lu,p999_us,%.3f\n", t, s, m->r.p999_us);
-        } else {
-            fprintf(f, "%s,stream,%lu,msgs_per_s,%.1f\n", t, s,
-                    m->r.msgs_per_s);
-            fprintf(f, "%s,stream,%lu,mib_per_s,%.2f\n", t, s, m->r.mib_per_s);
+    for (i = 0; i < n_pp_sizes && cfg.cases[C_PINGPONG]; i++) {
+        for (k = 0; k < K_COUNT; k++) {
+            size_t s = pp_sizes[i];
+            if (!cfg.kinds[k] || agg(k, C_PINGPONG, s, M_P50).n == 0)
+                continue;
+            csv_metric(f, kind_label(k), "pingpong", s, "p50_us", "%.3f",
+                       agg(k, C_PINGPONG, s, M_P50));
+            csv_metric(f, kind_label(k), "pingpong", s, "p99_us", "%.3f",
+                       agg(k, C_PINGPONG, s, M_P99));
+            csv_metric(f, kind_label(k), "pingpong", s, "p999_us", "%.3f",
+                       agg(k, C_PINGPONG, s, M_P999));
+        }
+    }
+    for (i = 0; i < n_st_sizes && cfg.cases[C_STREAM]; i++) {
+        for (k = 0; k < K_COUNT; k++) {
+            size_t s = st_sizes[i];
+            if (!cfg.kinds[k] || agg(k, C_STREAM, s, M_MSGS).n == 0)
+                continue;
+            csv_metric(f, kind_label(k), "stream", s, "msgs_per_s", "%.1f",
+                       agg(k, C_STREAM, s, M_MSGS));
+            csv_metric(f, kind_label(k), "stream", s, "mib_per_s", "%.2f",
+                       agg(k, C_STREAM, s, M_MIB));
         }
     }
 }
@@ -1594,12 +1701,6 @@ done:
     return out;
 }
 
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median, min and max of field f of the runs that worked. */
 static int idle_stat(int ni, int raw, int f, double *med, double *lo,
                      double *hi)
@@ -1728,6 +1829,11 @@ static void usage(FILE *f)
             "  --batch=N          msgpipe streams with msgpipe_send_batch, N "
             "messages\n"
             "                     per call (POSIX; label msgpipe-batch)\n"
+            "  --reps=N           runs of each ping-pong and stream case, "
+            "the transports\n"
+            "                     interleaved; medians and min-max "
+            "(default 5, --quick 3,\n"
+            "                     --count 1)\n"
             "  --count=N          exactly N round trips / N messages per "
             "case, no warm-up\n"
             "                     (for counting system calls; no pilot "
@@ -1767,7 +1873,7 @@ static int has_word(const char *list, const char *w)
 
 int main(int argc, char **argv)
 {
-    int i, k;
+    int i, k, rep;
     double t = -1;
     const char *tlist = NULL, *clist = NULL, *csv_file = NULL;
 
@@ -1819,7 +1925,11 @@ int main(int argc, char **argv)
 #endif
         else if (strncmp(a, "--count=", 8) == 0)
             cfg.count = atol(a + 8);
-        else if (strncmp(a, "--time=", 7) == 0)
+        else if (strncmp(a, "--reps=", 7) == 0) {
+            g_reps = atoi(a + 7);
+            if (g_reps < 1 || g_reps > MAX_REPS)
+                return usage(stderr), 2;
+        } else if (strncmp(a, "--time=", 7) == 0)
             t = atof(a + 7);
         else if (strncmp(a, "--pp-sizes=", 11) == 0) {
             if (parse_sizes(a + 11, pp_sizes, &n_pp_sizes) != 0)
@@ -1848,6 +1958,8 @@ int main(int argc, char **argv)
     cfg.st_seconds = cfg.quick ? 0.2 : 1.0;
     if (t > 0)
         cfg.pp_seconds = cfg.st_seconds = t;
+    if (g_reps < 0)
+        g_reps = cfg.count > 0 ? 1 : cfg.quick ? 3 : 5;
     for (k = 0; k < K_COUNT; k++) {
         if (tlist != NULL) {
             cfg.kinds[k] = has_word(tlist, kind_names[k]);
@@ -1877,14 +1989,16 @@ int main(int argc, char **argv)
             cfg.quick ? ", quick" : "");
     if (cfg.cases[C_PINGPONG])
         for (i = 0; i < n_pp_sizes; i++)
-            for (k = 0; k < K_COUNT; k++)
-                if (cfg.kinds[k])
-                    measure_pingpong(k, pp_sizes[i]);
+            for (rep = 0; rep < g_reps; rep++)
+                for (k = 0; k < K_COUNT; k++)
+                    if (cfg.kinds[k])
+                        measure_pingpong(k, pp_sizes[i], rep);
     if (cfg.cases[C_STREAM])
         for (i = 0; i < n_st_sizes; i++)
-            for (k = 0; k < K_COUNT; k++)
-                if (cfg.kinds[k])
-                    measure_stream(k, st_sizes[i]);
+            for (rep = 0; rep < g_reps; rep++)
+                for (k = 0; k < K_COUNT; k++)
+                    if (cfg.kinds[k])
+                        measure_stream(k, i, rep);
     if (cfg.csv)
         print_csv(stdout);
     else if (n_results > 0)

@@ -11,7 +11,8 @@
 # drawn.
 #
 # Builds Release (-O2) into build/bench-socket and build/bench-fifo, runs
-# each benchmark once, then msgpipe's streaming again with
+# each benchmark (every case in interleaved repeats: --reps, default 5, 3
+# with --quick; medians with the spread), then msgpipe's streaming again with
 # msgpipe_send_batch (tables on the terminal, CSV into build/bench-*.csv),
 # then the idle-clients case (--cases=idle) and, with gnuplot, draws build/bench-performance.png.  Nothing here is a
 # pass/fail test: the exit status only says whether every case ran.
