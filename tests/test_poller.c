@@ -15,7 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef _WIN32
+#ifdef _WIN32
+#include <windows.h>
+/* After windows.h. */
+#include <tlhelp32.h>
+#else
 #include <errno.h>
 #include <unistd.h>
 #endif
@@ -1393,6 +1397,229 @@ static void test_idle_poller_wait_uses_no_cpu(void **state)
     sup_pair_close(&pr);
 }
 
+/* The threads of this process, or -1 where that cannot be told. */
+static long thread_count(void)
+{
+#ifdef _WIN32
+    THREADENTRY32 te;
+    HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+    DWORD me = GetCurrentProcessId();
+    long n = 0;
+
+    if (snap == INVALID_HANDLE_VALUE)
+        return -1;
+    memset(&te, 0, sizeof(te));
+    te.dwSize = sizeof(te);
+    if (Thread32First(snap, &te)) {
+        do {
+            if (te.th32OwnerProcessID == me)
+                n++;
+        } while (Thread32Next(snap, &te));
+    }
+    CloseHandle(snap);
+    return n;
+#else
+    char line[128];
+    long n = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "Threads:", 8) == 0)
+            n = strtol(line + 8, NULL, 10);
+    fclose(f);
+    return n;
+#endif
+}
+
+/* A wait over 1,000 idle pipes blocks in the waiting thread alone: no
+ * helper threads (msgpipe_poll on Windows needs one per 63 events), and
+ * a message to one of them ends it. */
+static void test_poller_wait_over_1000_idle_pipes_starts_no_thread(void **state)
+{
+    enum { NPAIRS = 500 };
+    msgpipe **p = (msgpipe **)calloc(2 * NPAIRS, sizeof(*p));
+    msgpipe_poller *pl = pl_new();
+    msgpipe_event ev[4];
+    delayed_send d;
+    sup_thread *t, *ts;
+    waiter w;
+    long before, during;
+    int i, tries;
+    char buf[64];
+    size_t len = 0;
+    (void)state;
+
+    assert_non_null(p);
+    if (!sup_raise_fd_limit(sup_is_fifo() ? 4 * NPAIRS + 200
+                                          : 2 * NPAIRS + 200)) {
+        SUP_SKIP("cannot raise the open-file limit for 1,000 pipes");
+        msgpipe_poller_close(pl);
+        free(p);
+        return;
+    }
+    for (i = 0; i < NPAIRS; i++) {
+        pair_new(&p[2 * i], &p[2 * i + 1]);
+        assert_rc(
+            msgpipe_poller_add(pl, p[2 * i], NULL, MSGPIPE_POLLIN, p[2 * i]),
+            MSGPIPE_OK);
+    }
+    /* Arm them all, and let whatever the library starts once start. */
+    assert_rc(msgpipe_poller_wait(pl, ev, 4, 0), MSGPIPE_ETIMEDOUT);
+    before = thread_count();
+    if (before < 0) {
+        SUP_SKIP("this system does not tell a process's threads");
+        goto out;
+    }
+    t = waiter_start(&w, pl, SUP_T);
+    /* Count while the wait blocks (it is blocked once its thread has
+     * been seen; a few looks cover a slow start). */
+    during = 0;
+    for (tries = 0; tries < 5; tries++) {
+        sup_sleep_ms(50);
+        during = thread_count();
+        if (during > before + 1)
+            break;
+    }
+    memset(&d, 0, sizeof(d));
+    d.p = p[2 * 377 + 1];
+    d.len = 20;
+    d.seed = 377;
+    ts = sup_thread_start(delayed_send_main, &d);
+    sup_thread_join(ts);
+    sup_thread_join(t);
+    print_message("threads: %ld before, %ld while waiting (one is the "
+                  "waiter)\n",
+                  before, during);
+    assert_int_equal(during, before + 1);
+    assert_rc(w.rc, 1);
+    assert_ptr_equal(w.ev[0].pipe, p[2 * 377]);
+    assert_rc(msgpipe_recv(p[2 * 377], buf, sizeof(buf), &len, 0), MSGPIPE_OK);
+    assert_int_equal(len, 20);
+    assert_pattern(buf, 20, 377);
+out:
+    msgpipe_poller_close(pl);
+    for (i = 0; i < 2 * NPAIRS; i++)
+        msgpipe_close(p[i]);
+    free(p);
+}
+
+/* A pipe whose receive timed out (and so waits for the next message on
+ * its own, on Windows with a read armed before it joined) reports that
+ * message once it is in a poller. */
+static void test_poller_reports_a_pipe_armed_before_it_joined(void **state)
+{
+    msgpipe *a, *b;
+    msgpipe_poller *pl = pl_new();
+    delayed_send d;
+    sup_thread *t;
+    waiter w;
+    char buf[64];
+    size_t len = 0;
+    (void)state;
+
+    pair_new(&a, &b);
+    assert_rc(msgpipe_recv(b, buf, sizeof(buf), &len, 20), MSGPIPE_ETIMEDOUT);
+    assert_rc(msgpipe_poller_add(pl, b, NULL, MSGPIPE_POLLIN, b), MSGPIPE_OK);
+    t = waiter_start(&w, pl, SUP_T);
+    memset(&d, 0, sizeof(d));
+    d.p = a;
+    d.delay_ms = 100;
+    d.len = 30;
+    d.seed = 5;
+    sup_thread_join(sup_thread_start(delayed_send_main, &d));
+    sup_thread_join(t);
+    assert_rc(d.rc, MSGPIPE_OK);
+    assert_rc(w.rc, 1);
+    assert_ptr_equal(w.ev[0].pipe, b);
+    assert_int_equal(w.ev[0].events, MSGPIPE_POLLIN);
+    assert_rc(msgpipe_recv(b, buf, sizeof(buf), &len, 0), MSGPIPE_OK);
+    assert_int_equal(len, 30);
+    assert_pattern(buf, 30, 5);
+    msgpipe_poller_close(pl);
+    msgpipe_close(a);
+    msgpipe_close(b);
+}
+
+/* The thread that last waited (and so, on Windows, issued the reads that
+ * wait for the pipes' next messages, which its exit cancels) is gone: the
+ * next wait, in another thread, still reports what comes. */
+static void test_poller_reports_after_the_waiting_thread_exits(void **state)
+{
+    msgpipe *a, *b, *c, *d2;
+    msgpipe_poller *pl = pl_new();
+    msgpipe_event ev[4];
+    waiter w;
+    char buf[16];
+    size_t len = 0;
+    (void)state;
+
+    pair_new(&a, &b);
+    pair_new(&c, &d2);
+    assert_rc(msgpipe_poller_add(pl, b, NULL, MSGPIPE_POLLIN, b), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_add(pl, d2, NULL, MSGPIPE_POLLIN, d2), MSGPIPE_OK);
+    sup_thread_join(waiter_start(&w, pl, 0));
+    assert_rc(w.rc, MSGPIPE_ETIMEDOUT);
+    sup_sleep_ms(20);
+    assert_rc(msgpipe_send(a, "x", 1, SUP_T), MSGPIPE_OK);
+    memset(ev, 0, sizeof(ev));
+    assert_rc(msgpipe_poller_wait(pl, ev, 4, SUP_T), 1);
+    assert_ptr_equal(ev[0].pipe, b);
+    assert_rc(msgpipe_recv(b, buf, sizeof(buf), &len, 0), MSGPIPE_OK);
+    assert_int_equal(len, 1);
+    /* The other pipe was armed by the same thread, and no wait has
+     * looked at it since. */
+    assert_rc(msgpipe_send(c, "yz", 2, SUP_T), MSGPIPE_OK);
+    memset(ev, 0, sizeof(ev));
+    assert_rc(msgpipe_poller_wait(pl, ev, 4, SUP_T), 1);
+    assert_ptr_equal(ev[0].pipe, d2);
+    assert_rc(msgpipe_recv(d2, buf, sizeof(buf), &len, 0), MSGPIPE_OK);
+    assert_int_equal(len, 2);
+    assert_rc(msgpipe_poller_wait(pl, ev, 4, 0), MSGPIPE_ETIMEDOUT);
+    msgpipe_poller_close(pl);
+    msgpipe_close(a);
+    msgpipe_close(b);
+    msgpipe_close(c);
+    msgpipe_close(d2);
+}
+
+/* Two clients wait; accepting one leaves the server reported for the
+ * other, and accepting that one leaves nothing. */
+static void
+test_poller_server_reported_until_every_client_accepted(void **state)
+{
+    msgpipe_server *srv = NULL;
+    msgpipe *c1 = NULL, *c2 = NULL, *a1 = NULL, *a2 = NULL, *x = NULL;
+    msgpipe_poller *pl = pl_new();
+    msgpipe_event ev[2];
+    char name[96];
+    (void)state;
+
+    sup_name(name, sizeof(name), "poller");
+    assert_rc(msgpipe_listen(name, NULL, &srv), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_add(pl, NULL, srv, MSGPIPE_POLLIN, srv),
+              MSGPIPE_OK);
+    assert_rc(msgpipe_poller_wait(pl, ev, 2, 0), MSGPIPE_ETIMEDOUT);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, &c1), MSGPIPE_OK);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, &c2), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_wait(pl, ev, 2, SUP_T), 1);
+    assert_ptr_equal(ev[0].server, srv);
+    assert_rc(msgpipe_accept(srv, 0, &a1), MSGPIPE_OK);
+    memset(ev, 0, sizeof(ev));
+    assert_rc(msgpipe_poller_wait(pl, ev, 2, SUP_T), 1);
+    assert_ptr_equal(ev[0].server, srv);
+    assert_rc(msgpipe_accept(srv, 0, &a2), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_wait(pl, ev, 2, 0), MSGPIPE_ETIMEDOUT);
+    assert_rc(msgpipe_accept(srv, 0, &x), MSGPIPE_ETIMEDOUT);
+    msgpipe_poller_close(pl);
+    msgpipe_close(a1);
+    msgpipe_close(a2);
+    msgpipe_close(c1);
+    msgpipe_close(c2);
+    msgpipe_server_close(srv);
+}
+
 /* ---- Lifetimes ---------------------------------------------------------- */
 
 /* Closing a poller with pipes and a server in it frees everything (the
@@ -1677,6 +1904,10 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_poller_pipe_without_pollin_received_elsewhere),
         SUP_TEST(1, test_poller_remove_while_another_thread_receives),
         SUP_TEST(1, test_idle_poller_wait_uses_no_cpu),
+        SUP_TEST(1, test_poller_wait_over_1000_idle_pipes_starts_no_thread),
+        SUP_TEST(1, test_poller_reports_a_pipe_armed_before_it_joined),
+        SUP_TEST(1, test_poller_reports_after_the_waiting_thread_exits),
+        SUP_TEST(1, test_poller_server_reported_until_every_client_accepted),
         SUP_TEST(1, test_poller_close_with_pipes_leaves_them_usable),
         SUP_TEST(1, test_poller_new_and_close_in_a_loop),
         SUP_TEST(SUP_POSIX, test_poller_wait_pushes_out_a_half_sent_request),

@@ -9,6 +9,11 @@
  * connected instance as a pipe (msgpipe__w_pipe_new) and puts a fresh
  * listening one in its slot.  A connect cancelled by the exit of the
  * thread that issued it is issued again (see msgpipe__w_srv_scan).
+ *
+ * Every instance is bound to the process's completion port when it is
+ * made (win32_poller.c), under a key that names its server until accept
+ * hands it out, and its pipe from then on: a connect that ends reports
+ * there as well as to conn_ev, so that a poller learns of it.
  */
 #include "win32_internal.h"
 
@@ -37,6 +42,7 @@ struct msgpipe__w_inst {
     HANDLE h;      /* INVALID_HANDLE_VALUE when the slot is empty */
     OVERLAPPED ov; /* for ConnectNamedPipe; hEvent is the server's conn_ev */
     int ready;     /* a client is connected and waits for accept */
+    ULONG_PTR key; /* h's key at the completion port, or 0 */
 };
 
 struct msgpipe_server {
@@ -85,6 +91,23 @@ static HANDLE msgpipe__w_instance(msgpipe_server *srv, int first)
                                 PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
                             PIPE_UNLIMITED_INSTANCES, MSGPIPE__W_BUFSIZE,
                             MSGPIPE__W_BUFSIZE, 0, &sa);
+}
+
+/* Bind the slot's new instance to the completion port, under the slot's
+ * key (made the first time); on failure it is closed again.  A slot keeps
+ * its key from one instance to the next, so that a poller's wait, which
+ * may close an instance (msgpipe__w_srv_scan), never has to release one
+ * (see msgpipe__w_port_bind); the key goes with the instance accept hands
+ * out, and the server's close releases the rest. */
+static int msgpipe__w_inst_bind(msgpipe_server *srv, struct msgpipe__w_inst *in)
+{
+    int rc = msgpipe__w_port_bind(in->h, MSGPIPE__W_KEY_SERVER, srv, &in->key);
+
+    if (rc != MSGPIPE_OK) {
+        CloseHandle(in->h);
+        in->h = INVALID_HANDLE_VALUE;
+    }
+    return rc;
 }
 
 /*
@@ -165,11 +188,12 @@ static int msgpipe__w_slot_fill(msgpipe_server *srv, struct msgpipe__w_inst *in)
     in->h = msgpipe__w_instance(srv, 0);
     if (in->h == INVALID_HANDLE_VALUE)
         return msgpipe__w_error(GetLastError());
+    rc = msgpipe__w_inst_bind(srv, in);
+    if (rc != MSGPIPE_OK)
+        return rc;
     rc = msgpipe__w_arm(in);
-    if (rc != MSGPIPE_OK) {
-        CloseHandle(in->h);
-        in->h = INVALID_HANDLE_VALUE;
-    }
+    if (rc != MSGPIPE_OK)
+        msgpipe__w_slot_close(in);
     return rc;
 }
 
@@ -302,8 +326,11 @@ static void msgpipe__w_server_free(msgpipe_server *srv)
     int i;
 
     if (srv->inst != NULL) {
-        for (i = 0; i < srv->n; i++)
+        for (i = 0; i < srv->n; i++) {
             msgpipe__w_slot_close(&srv->inst[i]);
+            if (srv->inst[i].key != 0)
+                msgpipe__w_port_release(srv->inst[i].key);
+        }
         msgpipe__free(srv->inst);
     }
     if (srv->conn_ev != NULL)
@@ -404,6 +431,9 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
         seed = seed * 1103515245u + 12345u;
         Sleep(1 + (seed >> 16) % 4);
     }
+    rc = msgpipe__w_inst_bind(srv, &srv->inst[0]);
+    if (rc != MSGPIPE_OK)
+        goto fail;
     rc = msgpipe__w_arm(&srv->inst[0]);
     if (rc != MSGPIPE_OK)
         goto fail;
@@ -481,9 +511,10 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
     /* A client is connected in slot k.  Make its pipe first, so that a
      * failure leaves it waiting in its slot for the next accept. */
     in = &srv->inst[k];
-    rc = msgpipe__w_pipe_new(in->h, 1, &srv->opts, &p);
+    rc = msgpipe__w_pipe_new(in->h, 1, in->key, &srv->opts, &p);
     if (rc != MSGPIPE_OK)
         return rc;
+    in->key = 0; /* the pipe's now */
     /* Then put a fresh listening instance in the slot before handing the
      * connected one out, so that clients never find the name missing or
      * busy between two accepts.  If that fails (say, no handles left), the
@@ -494,8 +525,10 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
     msgpipe__w_slot_fill(srv, in);
     srv->next = (k + 1) % srv->n;
     /* conn_ev must now say whether another client still waits (and the
-     * new instance's ConnectNamedPipe reset it). */
+     * new instance's ConnectNamedPipe reset it); and so must the poller,
+     * which sees no completion for a client that connected at once. */
     msgpipe__w_srv_scan(srv);
+    msgpipe__w_pl_touch(NULL, srv);
     *out = p;
     return MSGPIPE_OK;
 }
@@ -503,8 +536,9 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 void msgpipe__b_server_shutdown(msgpipe_server *srv)
 {
     /* SetEvent is atomic and setting a set event does nothing: safe from
-     * any thread, any number of times. */
+     * any thread, any number of times; so is telling the poller. */
     SetEvent(srv->stop_ev);
+    msgpipe__w_pl_touch(NULL, srv);
 }
 
 void **msgpipe__w_srv_pl_slot(msgpipe_server *srv)
