@@ -329,7 +329,8 @@ MSGPIPE_EXTERN int msgpipe_accept(msgpipe_server *srv, int timeout_ms,
  * longer accepted (they may still be queued until msgpipe_server_close()).
  * Pipes already accepted are not affected.  Does not block; thread-safe and
  * safe to call from a signal handler (POSIX: one write() to a pipe; Windows:
- * SetEvent()); calling it again does nothing.  srv stays valid until
+ * SetEvent() and PostQueuedCompletionStatus()); calling it again does
+ * nothing.  srv stays valid until
  * msgpipe_server_close().
  */
 MSGPIPE_EXTERN void msgpipe_server_shutdown(msgpipe_server *srv);

@@ -276,11 +276,17 @@ enum { MSGPIPE__W_KEY_PIPE = 1, MSGPIPE__W_KEY_SERVER = 2 };
 
 /* Bind h to the port under a new key for obj (a msgpipe or a
  * msgpipe_server, by kind), stored in *key; or, if *key is not 0, under
- * that key (obj and kind are then not used).  Starts the port and its
+ * that key (obj and kind are then not used).  With h NULL, only the new
+ * key is made (for msgpipe__w_port_post).  Starts the port and its
  * thread on first use.  OK or the error (h then bound to nothing, *key
  * unchanged).  Takes the registry lock: never call it, nor
  * msgpipe__w_port_retarget or _release, with a poller's lock held. */
 int msgpipe__w_port_bind(HANDLE h, int kind, void *obj, ULONG_PTR *key);
+
+/* A completion for key, with no I/O: the dispatcher treats it as any
+ * other (it never blocks and takes no lock: a server's shutdown uses it,
+ * which a signal handler may call). */
+void msgpipe__w_port_post(ULONG_PTR key);
 
 /* The key now names obj (a server's instance that became a pipe). */
 void msgpipe__w_port_retarget(ULONG_PTR key, int kind, void *obj);
@@ -293,8 +299,8 @@ void msgpipe__w_port_release(ULONG_PTR key);
 void msgpipe__w_pl_forget(msgpipe *p, msgpipe_server *srv);
 
 /* Look at this pipe or server again at the next wait of its poller, if it
- * is in one: a receive or accept left something msgpipe itself knows of,
- * or a server was shut down. */
+ * is in one: a receive or accept left something msgpipe itself knows of.
+ * Takes the registry lock shared and the poller's lock. */
 void msgpipe__w_pl_touch(msgpipe *p, msgpipe_server *srv);
 
 /* Where a server keeps its registration (win32_server.c). */

@@ -183,6 +183,10 @@ int msgpipe__w_port_bind(HANDLE h, int kind, void *obj, ULONG_PTR *key)
     k = (s->gen << MSGPIPE__W_KEY_BITS) | (ULONG_PTR)(i + 1);
     ReleaseSRWLockExclusive(&msgpipe__w_reg);
 
+    if (h == NULL) {
+        *key = k;
+        return MSGPIPE_OK;
+    }
     if (CreateIoCompletionPort(h, msgpipe__w_port, k, 0) == NULL) {
         int rc = msgpipe__w_error(GetLastError());
         msgpipe__w_port_release(k);
@@ -192,6 +196,12 @@ int msgpipe__w_port_bind(HANDLE h, int kind, void *obj, ULONG_PTR *key)
     SetFileCompletionNotificationModes(h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS);
     *key = k;
     return MSGPIPE_OK;
+}
+
+void msgpipe__w_port_post(ULONG_PTR key)
+{
+    /* The port exists: key was made by msgpipe__w_port_bind. */
+    PostQueuedCompletionStatus(msgpipe__w_port, 0, key, NULL);
 }
 
 /* The slot of key k if k is current, else NULL.  Registry lock held. */

@@ -61,6 +61,7 @@ struct msgpipe_server {
      */
     HANDLE conn_ev;
     HANDLE name_lock; /* see msgpipe__w_name_lock */
+    ULONG_PTR key;    /* the server's own key at the completion port */
     DWORD err; /* a failure met by a scan, for the next accept to report */
     int n;
     int next; /* where the next accept starts looking (fairness) */
@@ -339,6 +340,8 @@ static void msgpipe__w_server_free(msgpipe_server *srv)
         CloseHandle(srv->stop_ev);
     if (srv->sd != NULL)
         LocalFree(srv->sd);
+    if (srv->key != 0)
+        msgpipe__w_port_release(srv->key);
     /* Last: the name is free for the next server only once our instances
      * are closed. */
     if (srv->name_lock != NULL)
@@ -389,6 +392,9 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
         rc = msgpipe__w_error(GetLastError());
         goto fail;
     }
+    rc = msgpipe__w_port_bind(NULL, MSGPIPE__W_KEY_SERVER, srv, &srv->key);
+    if (rc != MSGPIPE_OK)
+        goto fail;
     for (i = 0; i < srv->n; i++)
         srv->inst[i].ov.hEvent = srv->conn_ev;
 
@@ -536,9 +542,10 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 void msgpipe__b_server_shutdown(msgpipe_server *srv)
 {
     /* SetEvent is atomic and setting a set event does nothing: safe from
-     * any thread, any number of times; so is telling the poller. */
+     * any thread, any number of times; so is telling a poller through the
+     * port (no lock is taken, so also from a signal handler). */
     SetEvent(srv->stop_ev);
-    msgpipe__w_pl_touch(NULL, srv);
+    msgpipe__w_port_post(srv->key);
 }
 
 void **msgpipe__w_srv_pl_slot(msgpipe_server *srv)
