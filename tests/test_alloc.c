@@ -464,6 +464,83 @@ static void test_large_messages_take_one_read_each(void **state)
     free(in);
 }
 
+/* A receive with timeout 0 that finds nothing is one read and nothing
+ * else: no poll() after the read's EAGAIN. */
+static void test_empty_receive_with_timeout_0_is_one_read(void **state)
+{
+    unsigned char in[16];
+    sup_pair pr;
+    size_t len;
+    int i;
+    (void)state;
+
+    sup_pair_open(&pr, "alc", NULL, NULL);
+    assert_rc(msgpipe_send(pr.c, "w", 1, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, SUP_T), MSGPIPE_OK);
+    zero_counts();
+    for (i = 0; i < 10; i++)
+        assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, 0),
+                  MSGPIPE_ETIMEDOUT);
+    print_message("10 empty receives with timeout 0: %ld reads, %ld polls\n",
+                  c_reads, c_polls);
+    assert_int_equal(c_reads, 10);
+    assert_int_equal(c_polls, 0);
+    sup_pair_close(&pr);
+}
+
+/* A poller's "drain, then wait again": the wait reads what came, the
+ * receives take it from msgpipe's buffer, and the receive that ends the
+ * drain (timeout 0) makes no system call - the read that emptied the pipe
+ * was just made.  Once only: a message that arrives after it is received
+ * by the next receive with timeout 0, and is reported by the next wait. */
+static void test_poller_drain_ends_without_a_read(void **state)
+{
+    msgpipe_poller *pl = NULL;
+    msgpipe_event ev[4];
+    unsigned char in[16];
+    sup_pair pr;
+    size_t len;
+    int round;
+    (void)state;
+
+    sup_pair_open(&pr, "alc", NULL, NULL);
+    assert_rc(msgpipe_poller_new(&pl), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_add(pl, pr.s, NULL, MSGPIPE_POLLIN, NULL),
+              MSGPIPE_OK);
+    for (round = 0; round < 3; round++) {
+        assert_rc(msgpipe_send(pr.c, "one", 3, SUP_T), MSGPIPE_OK);
+        assert_rc(msgpipe_send(pr.c, "two", 3, SUP_T), MSGPIPE_OK);
+        zero_counts();
+        assert_int_equal(msgpipe_poller_wait(pl, ev, 4, SUP_T), 1);
+        assert_true(ev[0].pipe == pr.s);
+        assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, 0), MSGPIPE_OK);
+        assert_int_equal(len, 3);
+        assert_memory_equal(in, "one", 3);
+        assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, 0), MSGPIPE_OK);
+        assert_memory_equal(in, "two", 3);
+        assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, 0),
+                  MSGPIPE_ETIMEDOUT);
+        print_message("round %d: wait and 3 receives: %ld reads, %ld polls\n",
+                      round, c_reads, c_polls);
+        assert_int_equal(c_reads, 1);
+        assert_int_equal(c_polls, 0);
+        /* Once only: what came after is there for the next look. */
+        assert_rc(msgpipe_send(pr.c, "late", 4, SUP_T), MSGPIPE_OK);
+        if (round == 0) {
+            assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, 0), MSGPIPE_OK);
+            assert_memory_equal(in, "late", 4);
+        } else {
+            assert_int_equal(msgpipe_poller_wait(pl, ev, 4, SUP_T), 1);
+            assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, 0), MSGPIPE_OK);
+            assert_memory_equal(in, "late", 4);
+        }
+        assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, 0),
+                  MSGPIPE_ETIMEDOUT);
+    }
+    msgpipe_poller_close(pl);
+    sup_pair_close(&pr);
+}
+
 #endif /* !_WIN32 */
 
 #ifndef _WIN32
@@ -525,6 +602,12 @@ int main(int argc, char **argv)
                 teardown_sys)},
         {1,
          cmocka_unit_test_setup_teardown(test_large_messages_take_one_read_each,
+                                         setup_sys, teardown_sys)},
+        {1, cmocka_unit_test_setup_teardown(
+                test_empty_receive_with_timeout_0_is_one_read, setup_sys,
+                teardown_sys)},
+        {1,
+         cmocka_unit_test_setup_teardown(test_poller_drain_ends_without_a_read,
                                          setup_sys, teardown_sys)},
         {1, cmocka_unit_test_setup_teardown(
                 test_batch_of_small_messages_is_one_system_call, setup_sys,
