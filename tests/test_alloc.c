@@ -500,6 +500,7 @@ static void test_poller_drain_ends_without_a_read(void **state)
     unsigned char in[16];
     sup_pair pr;
     size_t len;
+    long reads;
     int round;
     (void)state;
 
@@ -518,11 +519,18 @@ static void test_poller_drain_ends_without_a_read(void **state)
         assert_memory_equal(in, "one", 3);
         assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, 0), MSGPIPE_OK);
         assert_memory_equal(in, "two", 3);
+        /* One read took both, in the wait (a look at a pipe just added)
+         * or in the first receive; the wait's own poll() or epoll_wait
+         * depends on how the poller is built, so only reads count here. */
+        reads = c_reads;
+        zero_counts();
         assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, 0),
                   MSGPIPE_ETIMEDOUT);
-        print_message("round %d: wait and 3 receives: %ld reads, %ld polls\n",
-                      round, c_reads, c_polls);
-        assert_int_equal(c_reads, 1);
+        print_message("round %d: %ld read(s) for both messages; the receive "
+                      "that ends the drain: %ld reads, %ld polls\n",
+                      round, reads, c_reads, c_polls);
+        assert_int_equal(reads, 1);
+        assert_int_equal(c_reads, 0);
         assert_int_equal(c_polls, 0);
         /* Once only: what came after is there for the next look. */
         assert_rc(msgpipe_send(pr.c, "late", 4, SUP_T), MSGPIPE_OK);
