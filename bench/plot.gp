@@ -15,7 +15,7 @@ if (!exists("out")) out = 'performance.png'
 set datafile separator ","
 set terminal pngcairo size 1400,560 font "sans,11"
 set output out
-set multiplot layout 1,2 title "msgpipe\\_bench: msgpipe against raw AF\\_UNIX, nng and ZeroMQ (one machine, one run per build)"
+set multiplot layout 1,2 title "msgpipe\\_bench: msgpipe against raw AF\\_UNIX, nng and ZeroMQ (one machine; medians of 5 interleaved runs per build)"
 
 set logscale xy
 set grid xtics ytics mytics
