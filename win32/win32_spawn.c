@@ -16,7 +16,11 @@
 #include <string.h>
 
 /* As a server's instances (win32_server.c). */
-#define MSGPIPE__W_PAIR_BUFSIZE 65536
+#ifdef MSGPIPE__W_BUFSIZE
+#define MSGPIPE__W_PAIR_BUFSIZE MSGPIPE__W_BUFSIZE
+#else
+#define MSGPIPE__W_PAIR_BUFSIZE (256 * 1024)
+#endif
 
 /* Tries with a fresh random name should a name be taken. */
 #define MSGPIPE__W_PAIR_TRIES 4
