@@ -105,7 +105,8 @@ static inline void msgpipe__free(void *p)
 /* ---- Neutral helpers (api/core.c, api/names.c, api/frame.c) ----------- */
 
 /* Deadlines: msgpipe__deadline turns a timeout (-1: none) into an absolute
- * msgpipe__now_ms() value (-1: none); msgpipe__remaining gives the timeout
+ * msgpipe__now_ms() value (-1: none; timeout 0 gives 0, a deadline that has
+ * passed, without reading the clock); msgpipe__remaining gives the timeout
  * left until it (-1: none, 0: passed). */
 int64_t msgpipe__deadline(int timeout_ms);
 int msgpipe__remaining(int64_t deadline);

@@ -210,17 +210,22 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
 
 /* ---- Deadlines (shared by the core and the backends) ------------------- */
 
+/* Timeout 0 is the deadline 0, which has always passed (the monotonic
+ * clock of msgpipe__now_ms() is past 0 by the time anything runs), so a
+ * call with timeout 0 reads no clock at all. */
 int64_t msgpipe__deadline(int timeout_ms)
 {
-    return timeout_ms < 0 ? -1 : msgpipe__now_ms() + timeout_ms;
+    if (timeout_ms <= 0)
+        return timeout_ms < 0 ? -1 : 0;
+    return msgpipe__now_ms() + timeout_ms;
 }
 
 int msgpipe__remaining(int64_t deadline)
 {
     int64_t left;
 
-    if (deadline < 0)
-        return -1;
+    if (deadline <= 0)
+        return deadline < 0 ? -1 : 0;
     left = deadline - msgpipe__now_ms();
     if (left <= 0)
         return 0;

@@ -226,17 +226,6 @@ int msgpipe__accept_cloexec(int lfd);
  * Returns 1 ready, 0 timed out, or a negative msgpipe error. */
 int msgpipe__wait_fd(int fd, short events, int64_t deadline);
 
-/* A deadline that has passed already, for "do not wait" (timeout 0):
- * msgpipe__remaining() says 0 for it, as for any deadline in the past, and
- * MSGPIPE__LEFT() says so without reading the clock - a receive or send
- * with timeout 0 then reads no clock at all.  (The monotonic clock of
- * msgpipe__now_ms() is past 0 by the time anything runs.) */
-#define MSGPIPE__PASSED ((int64_t)0)
-#define MSGPIPE__DEADLINE(timeout_ms)                                          \
-    ((timeout_ms) == 0 ? MSGPIPE__PASSED : msgpipe__deadline(timeout_ms))
-#define MSGPIPE__LEFT(deadline)                                                \
-    ((deadline) == MSGPIPE__PASSED ? 0 : msgpipe__remaining(deadline))
-
 /* Map an errno value to a msgpipe error and record it. */
 int msgpipe__from_errno(int err);
 

@@ -783,7 +783,7 @@ static int msgpipe__take_event(msgpipe_poller *pl, const msgpipe__os_ev *g,
 int msgpipe__b_poller_wait(msgpipe_poller *pl, msgpipe_event *ev, size_t cap,
                            int timeout_ms)
 {
-    int64_t deadline = MSGPIPE__DEADLINE(timeout_ms);
+    int64_t deadline = msgpipe__deadline(timeout_ms);
     msgpipe__os_ev got[MSGPIPE__PL_BATCH];
     msgpipe__pl_entry *list, *e, *next;
     size_t n = 0, i;
@@ -810,7 +810,7 @@ int msgpipe__b_poller_wait(msgpipe_poller *pl, msgpipe_event *ev, size_t cap,
             }
         }
         if (rc == MSGPIPE_OK) {
-            int wait = pl->ncand > 0 ? 0 : MSGPIPE__LEFT(deadline);
+            int wait = pl->ncand > 0 ? 0 : msgpipe__remaining(deadline);
 #if defined(MSGPIPE_POLLER_POLL)
             k = msgpipe__os_wait_poll(pl, got, MSGPIPE__PL_BATCH, wait);
 #else
@@ -869,7 +869,7 @@ int msgpipe__b_poller_wait(msgpipe_poller *pl, msgpipe_event *ev, size_t cap,
         }
         if (rc < 0 || n > 0 || woken)
             break;
-        if (MSGPIPE__LEFT(deadline) == 0) {
+        if (msgpipe__remaining(deadline) == 0) {
             rc = MSGPIPE_ETIMEDOUT;
             break;
         }

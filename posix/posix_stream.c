@@ -61,7 +61,7 @@ int msgpipe__wait_fd(int fd, short events, int64_t deadline)
         pfd.fd = fd;
         pfd.events = events;
         pfd.revents = 0;
-        rc = msgpipe__sys.poll(&pfd, 1, MSGPIPE__LEFT(deadline));
+        rc = msgpipe__sys.poll(&pfd, 1, msgpipe__remaining(deadline));
         if (rc > 0)
             return 1; /* ready, or POLLHUP/POLLERR: the I/O call will tell */
         if (rc == 0)
@@ -316,13 +316,13 @@ static int msgpipe__send_locked(msgpipe *p, const msgpipe_msg *msgs, size_t n,
         p->tx_timed = 1;
     /* A FIFO client may send before the server has accepted it (as into
      * a socket's backlog); only a refusal stops it. */
-    rc = msgpipe__t_finish(p, MSGPIPE__PASSED);
+    rc = msgpipe__t_finish(p, msgpipe__deadline(0));
     if (rc != MSGPIPE_OK && rc != MSGPIPE_ETIMEDOUT) {
         if (rc == MSGPIPE_ECLOSED || rc == MSGPIPE_EPROTO)
             p->tx_err = rc;
         return rc;
     }
-    deadline = MSGPIPE__DEADLINE(timeout_ms);
+    deadline = msgpipe__deadline(timeout_ms);
     rc = msgpipe__flush_tx(p, deadline);
     if (rc != MSGPIPE_OK)
         goto fail;
@@ -511,7 +511,7 @@ static int msgpipe__send_fds_locked(msgpipe *p, const msgpipe_msg *m,
         return p->tx_err;
     if (timeout_ms >= 0)
         p->tx_timed = 1;
-    deadline = MSGPIPE__DEADLINE(timeout_ms);
+    deadline = msgpipe__deadline(timeout_ms);
     /* An earlier message's tail must be out first: the descriptors go
      * with this message's first byte. */
     rc = msgpipe__flush_tx(p, deadline);
@@ -589,7 +589,7 @@ static int msgpipe__push_tail(msgpipe *p)
 
     if (p->tx == NULL || p->tx_err != MSGPIPE_OK)
         return 0;
-    rc = msgpipe__flush_tx(p, MSGPIPE__PASSED);
+    rc = msgpipe__flush_tx(p, msgpipe__deadline(0));
     if (rc == MSGPIPE_ETIMEDOUT)
         return 1;
     if (rc != MSGPIPE_OK) /* the next send reports it */
@@ -648,7 +648,7 @@ static int msgpipe__wait_rx(msgpipe *p, int64_t deadline)
             pf[1].revents = 0;
             n = 2;
         }
-        rc = msgpipe__sys.poll(pf, (nfds_t)n, MSGPIPE__LEFT(deadline));
+        rc = msgpipe__sys.poll(pf, (nfds_t)n, msgpipe__remaining(deadline));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -696,7 +696,7 @@ static int msgpipe__read_some(msgpipe *p, const struct iovec *iov, int cnt,
      * next wait (level-triggered) reports it at once.  (Only in a poller:
      * a program that looks with timeout 0 now and then would otherwise
      * see a message one look late.) */
-    if (!block && p->rx_may_skip && MSGPIPE__LEFT(deadline) == 0 &&
+    if (!block && p->rx_may_skip && msgpipe__remaining(deadline) == 0 &&
         MSGPIPE__LOAD(p->pl_owner) != NULL) {
         p->rx_may_skip = 0;
         (void)msgpipe__tx_push(p);
@@ -706,7 +706,7 @@ static int msgpipe__read_some(msgpipe *p, const struct iovec *iov, int cnt,
      * (a request/answer exchange): wait first, and save the read that
      * would only say EAGAIN.  (Not with timeout 0: that read is the
      * cheapest way to look; not when one blocking read does both.) */
-    if (!block && p->rx_wait_first && MSGPIPE__LEFT(deadline) != 0) {
+    if (!block && p->rx_wait_first && msgpipe__remaining(deadline) != 0) {
         w = msgpipe__wait_rx(p, deadline);
         if (w < 0)
             return w;
@@ -737,7 +737,7 @@ static int msgpipe__read_some(msgpipe *p, const struct iovec *iov, int cnt,
             return (int)rc;
         }
         p->rx_may_skip = 0;
-        if (MSGPIPE__LEFT(deadline) == 0) {
+        if (msgpipe__remaining(deadline) == 0) {
             /* Timeout 0: the read was the look; a poll() with timeout 0
              * after it would only ask again. */
             (void)msgpipe__tx_push(p);
@@ -1166,7 +1166,7 @@ static int msgpipe__recv_handles_in(msgpipe *p, void *buf, size_t cap,
                                     size_t *len, msgpipe_native *h, size_t hcap,
                                     size_t *nh, int timeout_ms)
 {
-    int64_t deadline = MSGPIPE__DEADLINE(timeout_ms);
+    int64_t deadline = msgpipe__deadline(timeout_ms);
     size_t got = 0;
     int rc;
 
@@ -1203,7 +1203,7 @@ int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
 static int msgpipe__recv_alloc_in(msgpipe *p, void **msg, size_t *len,
                                   int timeout_ms)
 {
-    int64_t deadline = MSGPIPE__DEADLINE(timeout_ms);
+    int64_t deadline = msgpipe__deadline(timeout_ms);
     size_t n = 0, nh = 0;
     int rc;
 
@@ -1265,7 +1265,7 @@ int msgpipe__rx_ready(msgpipe *p)
 
 int msgpipe__rx_pump(msgpipe *p)
 {
-    int64_t now = MSGPIPE__PASSED; /* never wait */
+    int64_t now = msgpipe__deadline(0); /* never wait */
     uint64_t announced = 0;
     int rc;
 
