@@ -41,7 +41,12 @@ typedef struct msgpipe__opts {
      * msgpipe__b_listen, which must not keep it.  Never set on POSIX (the
      * core returns ENOTSUP first).  Connect ignores it. */
     const char *sddl;
+    /* msgpipe_options.spin_us: 0 (no spin) to MSGPIPE__SPIN_US_MAX.  Each
+     * backend keeps it per pipe and spins in its own waits. */
+    int spin_us;
 } msgpipe__opts;
+
+#define MSGPIPE__SPIN_US_MAX 1000000
 
 enum msgpipe__name_kind {
     MSGPIPE__NAME_PATH = 1,     /* a file system path (POSIX) */

@@ -136,6 +136,7 @@ void msgpipe_options_init_size(msgpipe_options *opt, size_t opt_size)
     d.require_server_uid = -1;
     d.sddl = NULL;
     d.require_same_user = 0;
+    d.spin_us = 0;
     msgpipe__init_struct(opt, opt_size, &d, sizeof(d));
 }
 
@@ -151,6 +152,7 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
     o->n_allow_uids = 0;
     o->sddl = NULL;
     o->require_same_user = 0;
+    o->spin_us = 0;
     if (opt == NULL)
         return MSGPIPE_OK;
     if (opt->struct_size < sizeof(uint32_t) ||
@@ -202,6 +204,12 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
         if (opt->require_same_user != 0 && opt->require_same_user != 1)
             return MSGPIPE_EINVAL;
         o->require_same_user = opt->require_same_user;
+    }
+    /* Likewise: a struct from before spin_us never spins. */
+    if (MSGPIPE__HAS(opt, spin_us)) {
+        if (opt->spin_us < 0 || opt->spin_us > MSGPIPE__SPIN_US_MAX)
+            return MSGPIPE_EINVAL;
+        o->spin_us = (int)opt->spin_us;
     }
     return MSGPIPE_OK;
 }

@@ -242,6 +242,30 @@ typedef struct msgpipe_options {
      * default) makes no check, 1 this one; other values are
      * MSGPIPE_EINVAL.  A server ignores it. */
     int require_same_user;
+    /* Spin before blocking, in microseconds: 0 (the default) never spins.
+     * A receive that finds no message polls the pipe without blocking
+     * (POSIX: non-blocking reads; Windows: a look at its pending
+     * zero-byte read) for up to spin_us before it blocks, and a send that
+     * must wait for room in the pipe likewise polls for room; what arrives
+     * during the spin is taken at once, without the system's wake-up of a
+     * blocked thread (tens of microseconds on some virtual machines).
+     * Each time a call would block it spins again, for at most spin_us.
+     * It never spins with timeout 0, nor when less than spin_us of the
+     * timeout is left: the timeout is kept.  The end of the pipe, or an
+     * error, ends the spin as it would the wait.
+     * Cost: a spinning thread keeps its CPU busy for up to spin_us per
+     * wait (it shows as the process's CPU time, user and system), so set
+     * it only on pipes whose peer answers within about that time, and only
+     * with a CPU to spare for each spinning thread.  Between its looks it
+     * yields the CPU (sched_yield, SwitchToThread), so a peer or another
+     * thread that shares the CPU runs instead; with both peers on one CPU
+     * a spin is therefore no faster than blocking, and little slower
+     * (docs/performance.md).  Applies to every pipe made with these
+     * options (msgpipe_connect, the pipes a server accepts,
+     * msgpipe_pair, msgpipe_spawn's pipe_options, msgpipe_from_parent).
+     * 0 to 1000000 (one second); other values are MSGPIPE_EINVAL.  A
+     * 64-bit field so that the struct grows with it (docs/decisions.md). */
+    int64_t spin_us;
 } msgpipe_options;
 
 /* msgpipe_options_init_size - fill *opt with the defaults; opt_size is the

@@ -84,6 +84,7 @@ struct msgpipe {
     int server_end; /* 1: made by accept, 0: made by connect */
     int linger_ms;
     uint64_t max_message;
+    int spin_us; /* msgpipe_options.spin_us (see msgpipe__w_spin_rx) */
     /*
      * Sending (see msgpipe__b_send).  h is bound to port, to which only
      * writes report (tx_ov has no event), so that a write survives the

@@ -274,6 +274,77 @@ static int msgpipe__w_io_rc(int r, DWORD err)
     return msgpipe__w_error(err);
 }
 
+/* ---- Spinning (msgpipe_options.spin_us) ---------------------------------
+ *
+ * Before a receive blocks on its pending zero-byte read, or a send on the
+ * write in flight, it looks again and again whether that I/O has finished
+ * for up to spin_us, calling SwitchToThread() between two looks: with
+ * nothing else ready to run on its CPU that returns at once; with a peer
+ * on the same CPU, the peer runs (as posix/posix_stream.c's "Spinning"
+ * explains).  The wait that follows then returns at once, or blocks for
+ * the rest of the time.  Never with timeout 0, nor with less than spin_us
+ * left.  A receive looks with WaitForSingleObject(ready_ev, 0), which the
+ * read's completion signals (and which, under Wine, also lets the
+ * completion be delivered to this thread); a send looks at its
+ * OVERLAPPED, which the system marks done - it never takes the completion
+ * from the port, msgpipe__w_tx_finish does. */
+
+static int64_t msgpipe__w_now_us(void)
+{
+    LARGE_INTEGER c, f;
+
+    QueryPerformanceCounter(&c);
+    QueryPerformanceFrequency(&f);
+    return (int64_t)(c.QuadPart / f.QuadPart * 1000000 +
+                     c.QuadPart % f.QuadPart * 1000000 / f.QuadPart);
+}
+
+/* When a spin before a wait until deadline ends (msgpipe__w_now_us), or -1
+ * if there is none. */
+static int64_t msgpipe__w_spin_end(const msgpipe *p, int64_t deadline)
+{
+    if (p->spin_us <= 0 || deadline == 0)
+        return -1;
+    if (deadline > 0 &&
+        (int64_t)msgpipe__remaining(deadline) * 1000 < p->spin_us)
+        return -1;
+    return msgpipe__w_now_us() + p->spin_us;
+}
+
+/* Spin until the armed zero-byte read has finished or the spin is over. */
+static void msgpipe__w_spin_rx(msgpipe *p, int64_t deadline)
+{
+    int64_t end = msgpipe__w_spin_end(p, deadline);
+
+    if (end < 0)
+        return;
+    do {
+        if (msgpipe__w_ov_done(&p->arm_ov) ||
+            msgpipe__w32.WaitForSingleObject(p->ready_ev, 0) != WAIT_TIMEOUT)
+            return;
+        SwitchToThread();
+    } while (msgpipe__w_now_us() < end);
+}
+
+/* Spin until the writes in flight have finished or the spin is over. */
+static void msgpipe__w_spin_tx(msgpipe *p, int64_t deadline)
+{
+    int64_t end;
+
+    if ((!p->tx_busy || msgpipe__w_ov_done(&p->tx_ov)) &&
+        (!p->tx_hbusy || msgpipe__w_ov_done(&p->tx_hov)))
+        return; /* nothing to wait for: no clock read */
+    end = msgpipe__w_spin_end(p, deadline);
+    if (end < 0)
+        return;
+    do {
+        SwitchToThread();
+        if ((!p->tx_busy || msgpipe__w_ov_done(&p->tx_ov)) &&
+            (!p->tx_hbusy || msgpipe__w_ov_done(&p->tx_hov)))
+            return;
+    } while (msgpipe__w_now_us() < end);
+}
+
 /* ---- Pipes --------------------------------------------------------------- */
 
 int msgpipe__w_ov_done(const OVERLAPPED *ov)
@@ -294,6 +365,7 @@ int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
     p->server_end = server_end;
     p->max_message = o->max_message;
     p->linger_ms = o->linger_ms;
+    p->spin_us = o->spin_us;
     p->rx_state = MSGPIPE__W_RX_IDLE;
     p->rd_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
     p->ready_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
@@ -475,6 +547,7 @@ int msgpipe__w_send_ex(msgpipe *p, const unsigned char *hdr, size_t hlen,
         goto not_sent;
     }
     /* The message committed before this one goes first. */
+    msgpipe__w_spin_tx(p, deadline);
     rc = msgpipe__w_tx_finish(p, deadline);
     if (rc != MSGPIPE_OK)
         goto not_sent;
@@ -554,6 +627,7 @@ int msgpipe__w_send_ex(msgpipe *p, const unsigned char *hdr, size_t hlen,
         p->tx_ndup = ndup;
     }
     InterlockedExchange(&p->tx_busy, 1);
+    msgpipe__w_spin_tx(p, deadline);
     rc = msgpipe__w_tx_finish(p, deadline);
     if (rc == MSGPIPE_ETIMEDOUT)
         return MSGPIPE_OK; /* in flight, from p->tx_buf */
@@ -774,6 +848,7 @@ static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
     for (;;) {
         if (p->rx_state == MSGPIPE__W_RX_ARMED) {
             if (!msgpipe__w_ov_done(&p->arm_ov)) {
+                msgpipe__w_spin_rx(p, deadline);
                 w = msgpipe__w32.WaitForSingleObject(p->ready_ev,
                                                      msgpipe__w_left(deadline));
                 if (w == WAIT_TIMEOUT) {
