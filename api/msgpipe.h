@@ -258,9 +258,9 @@ typedef struct msgpipe_options {
      * it only on pipes whose peer answers within about that time, and only
      * with a CPU to spare for each spinning thread.  Between its looks it
      * yields the CPU (sched_yield, SwitchToThread), so a peer or another
-     * thread that shares the CPU runs instead; with both peers on one CPU
-     * a spin is therefore no faster than blocking, and little slower
-     * (docs/performance.md).  Applies to every pipe made with these
+     * thread that shares the CPU runs instead, and a spin with both peers
+     * on one CPU costs little against blocking (docs/performance.md,
+     * "Spinning").  Applies to every pipe made with these
      * options (msgpipe_connect, the pipes a server accepts,
      * msgpipe_pair, msgpipe_spawn's pipe_options, msgpipe_from_parent).
      * 0 to 1000000 (one second); other values are MSGPIPE_EINVAL.  A

@@ -4,6 +4,7 @@
  *
  *   msgpipe_bench [--quick] [--csv] [--csv-file=PATH] [--transports=LIST]
  *                 [--cases=LIST] [--reps=N] [--idle=LIST] [--idle-reps=N]
+ *                 [--spin-us=N]
  *                 [--pp-sizes=LIST] [--st-sizes=LIST] [--time=SECONDS]
  *                 [--count=N] [--pin] [--list]
  *
@@ -36,6 +37,10 @@
  *             against a raw epoll loop; --idle-reps runs of each, the
  *             two interleaved; medians with min-max.  See "Idle clients"
  *             below.
+ *   spin      (--cases=spin, POSIX, not run by default) 16-byte ping-pong
+ *             with msgpipe_options.spin_us against raw blocking and raw
+ *             spinning sockets, on two CPUs and on one, with each side's
+ *             CPU time per round trip.  See "Spinning" below.
  *
  * Transports:
  *
@@ -135,6 +140,10 @@ static int kind_available(int k)
     }
 }
 
+/* msgpipe_options.spin_us of the pipes the peers make: 0 but in the
+ * msgpipe-spin runs of --cases=spin (set in their forked children). */
+static int64_t g_mp_spin_us;
+
 /* --batch=N: msgpipe's stream sender uses msgpipe_send_batch() with N
  * messages per call (1: msgpipe_send() for each).  POSIX only (the jobs
  * are forked children that inherit it). */
@@ -179,6 +188,7 @@ static struct {
     int kinds[K_COUNT]; /* which transports to run */
     int cases[2];
     int idle; /* --cases=idle */
+    int spin; /* --cases=spin */
 } cfg;
 
 /* ---- Clock ----------------------------------------------------------------
@@ -340,6 +350,7 @@ static void fifo_paths(const char *base, char *c2s, char *s2c, size_t cap)
  * connects (retrying until the server is there, 10 s at most). */
 static int peer_open(peer *p, int kind, int server, const char *addr)
 {
+    msgpipe_options mo;
     int rc;
 #ifndef _WIN32
     uint64_t until = now_ns() + 10000000000ull;
@@ -350,15 +361,17 @@ static int peer_open(peer *p, int kind, int server, const char *addr)
     p->fd = p->rfd = p->wfd = -1;
     switch (kind) {
     case K_MSGPIPE:
+        msgpipe_options_init(&mo);
+        mo.spin_us = g_mp_spin_us;
         if (server) {
-            rc = msgpipe_listen(addr, NULL, &p->srv);
+            rc = msgpipe_listen(addr, &mo, &p->srv);
             if (rc != MSGPIPE_OK)
                 return perr(p, "msgpipe_listen: %s", msgpipe_strerror(rc));
             rc = msgpipe_accept(p->srv, 20000, &p->mp);
             if (rc != MSGPIPE_OK)
                 return perr(p, "msgpipe_accept: %s", msgpipe_strerror(rc));
         } else {
-            rc = msgpipe_connect(addr, NULL, 10000, &p->mp);
+            rc = msgpipe_connect(addr, &mo, 10000, &p->mp);
             if (rc != MSGPIPE_OK)
                 return perr(p, "msgpipe_connect: %s", msgpipe_strerror(rc));
         }
@@ -1798,6 +1811,342 @@ static int measure_idle(void)
 }
 #endif /* !_WIN32 */
 
+/* ---- Spinning: msgpipe_options.spin_us (--cases=spin) ------------------
+ *
+ * --cases=spin (POSIX; not in the default cases).  16-byte ping-pong
+ * between two processes, pinned to CPUs 0 and 1 ("2 CPUs") or both to CPU
+ * 0 ("1 CPU"), four ways:
+ *
+ *   msgpipe       msgpipe_send/msgpipe_recv with MSGPIPE_INFINITE, no spin;
+ *   msgpipe-spin  the same with spin_us = --spin-us (default 50) on both
+ *                 ends;
+ *   raw           blocking read()/write() on an AF_UNIX stream socket;
+ *   rawspin       the same socket, but each read a loop of
+ *                 recv(MSG_DONTWAIT) until the 16 bytes are there: a spin
+ *                 with no limit and no yield - the floor of a spin on two
+ *                 CPUs, and on one CPU what spinning without back-off does.
+ *
+ * Reported: p50 and p99 of the round trip, and each side's CPU time
+ * (CLOCK_PROCESS_CPUTIME_ID, user + system) per round trip over the
+ * measured part, between two marker messages: the measuring side's
+ * ("sender") and the echoing side's ("echo").  Every configuration runs
+ * --reps times (default 5, --quick 3), all eight interleaved; medians with
+ * min-max.  Ratios: p50 / the p50 of raw on the same CPUs. */
+
+#ifndef _WIN32
+#define SPIN_SIZE 16
+enum { SV_MSGPIPE, SV_SPIN, SV_RAW, SV_RAWSPIN, SV_COUNT };
+static const char *const sv_names[SV_COUNT] = {"msgpipe", "msgpipe-spin", "raw",
+                                               "rawspin"};
+static int64_t spin_us_opt = 50;
+
+typedef struct {
+    int ok;
+    char err[120];
+    long n;
+    double p50_us, p99_us, cpu_snd_us, cpu_echo_us; /* CPU: per round trip */
+} spin_run;
+
+static spin_run spin_res[2][SV_COUNT][MAX_REPS];
+
+/* Put this process on CPU `cpu` (Linux); 0 if it could not be. */
+static int spin_pin(int cpu)
+{
+#if defined(__linux__) && defined(CPU_SET)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof(set), &set) == 0;
+#else
+    (void)cpu;
+    return 0;
+#endif
+}
+
+/* One 16-byte message; rawspin spins on recv(MSG_DONTWAIT). */
+static int spin_recv(peer *p, int sv, unsigned char *b)
+{
+    size_t n = 0, got = 0;
+    ssize_t k;
+
+    if (sv != SV_RAWSPIN)
+        return peer_recv(p, b, SPIN_SIZE, SPIN_SIZE, &n) == 0 && n == SPIN_SIZE
+                   ? 0
+                   : -1;
+    while (got < SPIN_SIZE) {
+        k = recv(p->fd, b + got, SPIN_SIZE - got, MSG_DONTWAIT);
+        if (k > 0)
+            got += (size_t)k;
+        else if (k == 0 ||
+                 (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            return perr(p, "recv: %s", k == 0 ? "EOF" : strerror(errno));
+    }
+    return 0;
+}
+
+/* A marker round trip: the echo puts its CPU time into bytes 8..15. */
+static int spin_mark(peer *p, int sv, uint64_t *echo_cpu)
+{
+    unsigned char b[SPIN_SIZE];
+
+    memset(b, 0, sizeof(b));
+    b[0] = 'C';
+    if (peer_send(p, b, SPIN_SIZE) != 0 || spin_recv(p, sv, b) != 0)
+        return -1;
+    memcpy(echo_cpu, b + 8, 8);
+    return 0;
+}
+
+/* The measuring side (the server of the pair). */
+static void spin_sender(int sv, const char *addr, spin_run *r)
+{
+    long cap = 2000000, ns = 0;
+    uint64_t *s = (uint64_t *)malloc((size_t)cap * sizeof(*s));
+    uint64_t t0, t1, end, c0, c1, e0 = 0, e1 = 0;
+    unsigned char b[SPIN_SIZE];
+    peer p;
+
+    memset(r, 0, sizeof(*r));
+    memset(b, 0, sizeof(b));
+    if (s == NULL) {
+        snprintf(r->err, sizeof(r->err), "out of memory");
+        return;
+    }
+    memset(s, 0, (size_t)cap * sizeof(*s));
+    if (peer_open(&p, sv <= SV_SPIN ? K_MSGPIPE : K_RAW, 1, addr) != 0) {
+        snprintf(r->err, sizeof(r->err), "%s", p.err);
+        free(s);
+        return;
+    }
+    end = now_ns() + (uint64_t)(cfg.pp_warm * 1e9);
+    do {
+        b[0] = 'P';
+        if (peer_send(&p, b, SPIN_SIZE) != 0 || spin_recv(&p, sv, b) != 0)
+            goto failed;
+    } while (now_ns() < end);
+    if (spin_mark(&p, sv, &e0) != 0)
+        goto failed;
+    c0 = cpu_ns();
+    t0 = now_ns();
+    end = t0 + (uint64_t)(cfg.pp_seconds * 1e9);
+    while (ns < cap) {
+        b[0] = 'P';
+        if (peer_send(&p, b, SPIN_SIZE) != 0 || spin_recv(&p, sv, b) != 0)
+            goto failed;
+        t1 = now_ns();
+        s[ns++] = t1 - t0;
+        t0 = t1;
+        if (t1 >= end)
+            break;
+    }
+    c1 = cpu_ns();
+    if (spin_mark(&p, sv, &e1) != 0)
+        goto failed;
+    qsort(s, (size_t)ns, sizeof(*s), cmp_u64);
+    r->ok = 1;
+    r->n = ns;
+    r->p50_us = pct_us(s, ns, 0.50);
+    r->p99_us = pct_us(s, ns, 0.99);
+    r->cpu_snd_us = (double)(c1 - c0) / 1000.0 / (double)ns;
+    r->cpu_echo_us = (double)(e1 - e0) / 1000.0 / (double)ns;
+    peer_close(&p);
+    free(s);
+    return;
+failed:
+    snprintf(r->err, sizeof(r->err), "%s", p.err);
+    peer_close(&p);
+    free(s);
+}
+
+/* The echoing side: each message back; a marker with its CPU time. */
+static int spin_echo(int sv, const char *addr)
+{
+    unsigned char b[SPIN_SIZE];
+    uint64_t c;
+    peer p;
+
+    if (peer_open(&p, sv <= SV_SPIN ? K_MSGPIPE : K_RAW, 0, addr) != 0)
+        return 1;
+    while (spin_recv(&p, sv, b) == 0) {
+        if (b[0] == 'C') {
+            c = cpu_ns();
+            memcpy(b + 8, &c, 8);
+        }
+        if (peer_send(&p, b, SPIN_SIZE) != 0)
+            break;
+    }
+    peer_close(&p);
+    return 0;
+}
+
+/* One run: the sender on CPU 0, the echo on CPU 1 (two) or 0 (one). */
+static spin_run spin_one(int sv, int one_cpu)
+{
+    double limit = 60.0 + cfg.pp_seconds + cfg.pp_warm;
+    spin_run r;
+    struct pollfd pf;
+    pid_t s, c;
+    int pfd[2], status;
+    size_t got = 0;
+    ssize_t k;
+    job j;
+
+    memset(&r, 0, sizeof(r));
+    memset(&j, 0, sizeof(j));
+    j.kind = sv <= SV_SPIN ? K_MSGPIPE : K_RAW;
+    make_addr(&j);
+    if (pipe(pfd) != 0) {
+        snprintf(r.err, sizeof(r.err), "pipe: %s", strerror(errno));
+        return r;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    s = fork();
+    if (s == 0) {
+        close(pfd[0]);
+        if (sv == SV_SPIN)
+            g_mp_spin_us = spin_us_opt;
+        if (!spin_pin(0)) {
+            snprintf(r.err, sizeof(r.err), "sched_setaffinity failed");
+        } else {
+            spin_sender(sv, j.addr, &r);
+        }
+        if (write(pfd[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
+            _exit(2);
+        _exit(0);
+    }
+    c = s < 0 ? -1 : fork();
+    if (c == 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        if (sv == SV_SPIN)
+            g_mp_spin_us = spin_us_opt;
+        spin_pin(one_cpu ? 0 : 1);
+        _exit(spin_echo(sv, j.addr));
+    }
+    close(pfd[1]);
+    if (s < 0 || c < 0) {
+        snprintf(r.err, sizeof(r.err), "fork: %s", strerror(errno));
+    } else {
+        pf.fd = pfd[0];
+        pf.events = POLLIN;
+        if (poll(&pf, 1, (int)(limit * 1000)) <= 0) {
+            snprintf(r.err, sizeof(r.err), "no result after %.0f s", limit);
+        } else {
+            while (got < sizeof(r)) {
+                k = read(pfd[0], (char *)&r + got, sizeof(r) - got);
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0)
+                    break;
+                got += (size_t)k;
+            }
+            if (got != sizeof(r)) {
+                r.ok = 0;
+                snprintf(r.err, sizeof(r.err), "the measuring process died");
+            }
+        }
+    }
+    close(pfd[0]);
+    if (c > 0) {
+        kill(c, SIGKILL);
+        waitpid(c, &status, 0);
+    }
+    if (s > 0) {
+        if (!r.ok)
+            kill(s, SIGKILL);
+        waitpid(s, &status, 0);
+    }
+    if (j.kind == K_RAW)
+        unlink(j.addr);
+    return r;
+}
+
+/* Median, min and max of field f (0 p50, 1 p99, 2 sender CPU, 3 echo CPU)
+ * of the runs that worked. */
+static int spin_stat(int one, int sv, int f, double *med, double *lo,
+                     double *hi)
+{
+    double v[MAX_REPS];
+    int k, m = 0;
+
+    for (k = 0; k < g_reps; k++) {
+        const spin_run *x = &spin_res[one][sv][k];
+        if (!x->ok)
+            continue;
+        v[m++] = f == 0   ? x->p50_us
+                 : f == 1 ? x->p99_us
+                 : f == 2 ? x->cpu_snd_us
+                          : x->cpu_echo_us;
+    }
+    if (m == 0)
+        return 0;
+    qsort(v, (size_t)m, sizeof(v[0]), cmp_dbl);
+    *med = m % 2 ? v[m / 2] : (v[m / 2 - 1] + v[m / 2]) / 2;
+    *lo = v[0];
+    *hi = v[m - 1];
+    return m;
+}
+
+static int measure_spin(void)
+{
+    static const char *const where[2] = {"2 CPUs", "1 CPU"};
+    int one, sv, k, f, m, failed = 0, ones = sysconf(_SC_NPROCESSORS_ONLN) < 2;
+
+    for (k = 0; k < g_reps; k++)
+        for (one = ones; one < 2; one++)
+            for (sv = 0; sv < SV_COUNT; sv++) {
+                spin_run *x = &spin_res[one][sv][k];
+                fprintf(stderr, "  spin     %-6s %-13s %2d/%-2d ", where[one],
+                        sv_names[sv], k + 1, g_reps);
+                *x = spin_one(sv, one);
+                if (x->ok) {
+                    fprintf(stderr,
+                            "p50 %8.2f us  p99 %8.2f us  CPU/rt %6.2f + "
+                            "%6.2f us  (%ld)\n",
+                            x->p50_us, x->p99_us, x->cpu_snd_us, x->cpu_echo_us,
+                            x->n);
+                } else {
+                    fprintf(stderr, "FAILED: %s\n", x->err);
+                    failed = 1;
+                }
+            }
+    printf("\nspin: 16-byte ping-pong, spin_us=%ld for msgpipe-spin, medians "
+           "of %d runs [min-max]\n",
+           (long)spin_us_opt, g_reps);
+    printf("%-7s %-13s %24s %24s %20s %20s %8s\n", "CPUs", "transport",
+           "p50 us", "p99 us", "sender CPU us/rt", "echo CPU us/rt", "p50/raw");
+    for (one = ones; one < 2; one++)
+        for (sv = 0; sv < SV_COUNT; sv++) {
+            double med[4], lo[4], hi[4], rmed, rlo, rhi;
+            char rr[16] = "-";
+            for (f = 0, m = 0; f < 4; f++)
+                m = spin_stat(one, sv, f, &med[f], &lo[f], &hi[f]);
+            if (m == 0) {
+                printf("%-7s %-13s   (failed)\n", where[one], sv_names[sv]);
+                continue;
+            }
+            if (spin_stat(one, SV_RAW, 0, &rmed, &rlo, &rhi) && rmed > 0)
+                snprintf(rr, sizeof(rr), "%.2fx", med[0] / rmed);
+            printf("%-7s %-13s %8.1f [%6.1f-%6.1f] %8.1f [%6.1f-%6.1f] "
+                   "%6.2f [%5.2f-%5.2f] %6.2f [%5.2f-%5.2f] %8s\n",
+                   where[one], sv_names[sv], med[0], lo[0], hi[0], med[1],
+                   lo[1], hi[1], med[2], lo[2], hi[2], med[3], lo[3], hi[3],
+                   rr);
+            if (cfg.csv)
+                for (f = 0; f < 4; f++)
+                    printf("csv,%s,spin-%dcpu,16,%s,%.3f\n", sv_names[sv],
+                           one ? 1 : 2,
+                           f == 0   ? "p50_us"
+                           : f == 1 ? "p99_us"
+                           : f == 2 ? "sender_cpu_us_per_rt"
+                                    : "echo_cpu_us_per_rt",
+                           med[f]);
+        }
+    return failed;
+}
+#endif /* !_WIN32 */
+
 /* ---- Command line
  * ---------------------------------------------------------------- */
 
@@ -1822,6 +2171,11 @@ static void usage(FILE *f)
             "(POSIX:\n"
             "                     one polling server with N idle clients "
             "and one active)\n"
+            "                     spin (POSIX: 16-byte ping-pong with "
+            "spin_us, on 2 CPUs\n"
+            "                     and on 1, against raw blocking and "
+            "spinning sockets)\n"
+            "  --spin-us=N        spin_us of --cases=spin (default 50)\n"
             "  --idle=LIST        idle clients for --cases=idle (default "
             "0,1000,10000)\n"
             "  --idle-reps=N      runs of each idle configuration, "
@@ -1924,6 +2278,10 @@ int main(int argc, char **argv)
             for (q = 0; q < m && q < IDLE_MAX_N; q++)
                 idle_ns[q] = (long)v[q];
             n_idle_ns = q;
+        } else if (strncmp(a, "--spin-us=", 10) == 0) {
+            spin_us_opt = atol(a + 10);
+            if (spin_us_opt < 1 || spin_us_opt > 1000000)
+                return usage(stderr), 2;
         } else if (strncmp(a, "--idle-reps=", 12) == 0) {
             idle_reps = atoi(a + 12);
             if (idle_reps < 1 || idle_reps > IDLE_MAX_REPS)
@@ -1984,9 +2342,11 @@ int main(int argc, char **argv)
     cfg.cases[C_PINGPONG] = clist == NULL || has_word(clist, "pingpong");
     cfg.cases[C_STREAM] = clist == NULL || has_word(clist, "stream");
     cfg.idle = clist != NULL && has_word(clist, "idle");
+    cfg.spin = clist != NULL && has_word(clist, "spin");
 #ifdef _WIN32
-    if (cfg.idle) {
-        fprintf(stderr, "msgpipe_bench: --cases=idle is POSIX only\n");
+    if (cfg.idle || cfg.spin) {
+        fprintf(stderr,
+                "msgpipe_bench: --cases=idle and spin are POSIX only\n");
         return 2;
     }
 #endif
@@ -2012,6 +2372,8 @@ int main(int argc, char **argv)
         print_table();
 #ifndef _WIN32
     if (cfg.idle && measure_idle() != 0)
+        return 1;
+    if (cfg.spin && measure_spin() != 0)
         return 1;
 #endif
     if (csv_file != NULL) {

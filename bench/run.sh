@@ -14,7 +14,8 @@
 # each benchmark (every case in interleaved repeats: --reps, default 5, 3
 # with --quick; medians with the spread), then msgpipe's streaming again with
 # msgpipe_send_batch (tables on the terminal, CSV into build/bench-*.csv),
-# then the idle-clients case (--cases=idle) and, with gnuplot, draws build/bench-performance.png.  Nothing here is a
+# then the idle-clients case (--cases=idle), the spin case (--cases=spin)
+# and, with gnuplot, draws build/bench-performance.png.  Nothing here is a
 # pass/fail test: the exit status only says whether every case ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +67,13 @@ echo "==== msgpipe_bench, idle clients (socket transport)" >&2
 rc=0
 build/bench-socket/bench/msgpipe_bench "$@" --cases=idle || rc=$?
 [ "$rc" = 0 ] || { status=1; say "msgpipe_bench --cases=idle failed with exit status $rc: its message is above"; }
+# 16-byte ping-pong with msgpipe_options.spin_us against raw blocking and
+# raw spinning sockets, on two CPUs and on one, with the CPU time each side
+# spends per round trip (docs/performance.md, "Spinning"): socket transport.
+echo "==== msgpipe_bench, spin_us (socket transport)" >&2
+rc=0
+build/bench-socket/bench/msgpipe_bench "$@" --cases=spin || rc=$?
+[ "$rc" = 0 ] || { status=1; say "msgpipe_bench --cases=spin failed with exit status $rc: its message is above"; }
 if command -v gnuplot >/dev/null 2>&1; then
     gnuplot -e "sock='build/bench-socket.csv'; fifo='build/bench-fifo.csv'; out='build/bench-performance.png'" \
         bench/plot.gp
