@@ -120,8 +120,8 @@ int msgpipe__from_errno(int err)
  * the peer shares the CPU, the peer is what is runnable, and the yield
  * lets it run at once (instead of the spinner burning its time slice while
  * the peer cannot answer): a ping-pong of two spinning peers on one CPU
- * then hands the CPU back and forth much as two blocking peers do, and
- * docs/performance.md measures that it costs no more than 10%.  No look
+ * then hands the CPU back and forth much as two blocking peers do
+ * (docs/performance.md, "Spinning", measures it).  No look
  * is ever skipped: the spin makes its own system calls, never the
  * "drain in a poller" shortcut of msgpipe__read_some (timeout 0 only). */
 
@@ -269,8 +269,8 @@ static int msgpipe__write_all(msgpipe *p, const struct iovec *iov, int cnt,
         }
         if (msgpipe__spin_again(p, &spin, deadline))
             continue;
-        if (deadline < 0 && p->can_block) {
-            block = 1;
+        if (!block && deadline < 0 && p->can_block) {
+            block = 1; /* the spin is over: one blocking call */
             continue;
         }
         rc = msgpipe__wait_fd(p->wfd, POLLOUT, deadline);
@@ -611,8 +611,8 @@ static int msgpipe__send_fds_locked(msgpipe *p, const msgpipe_msg *m,
         }
         if (msgpipe__spin_again(p, &spin, deadline))
             continue;
-        if (deadline < 0 && p->can_block) {
-            block = 1;
+        if (!block && deadline < 0 && p->can_block) {
+            block = 1; /* the spin is over: one blocking call */
             continue;
         }
         w = msgpipe__wait_fd(p->wfd, POLLOUT, deadline);

@@ -331,9 +331,9 @@ static void msgpipe__w_spin_tx(msgpipe *p, int64_t deadline)
 {
     int64_t end;
 
-    if ((!p->tx_busy || msgpipe__w_ov_done(&p->tx_ov)) &&
-        (!p->tx_hbusy || msgpipe__w_ov_done(&p->tx_hov)))
-        return; /* nothing to wait for: no clock read */
+    if (p->spin_us <= 0 || ((!p->tx_busy || msgpipe__w_ov_done(&p->tx_ov)) &&
+                            (!p->tx_hbusy || msgpipe__w_ov_done(&p->tx_hov))))
+        return; /* no spin, or nothing to wait for: no clock read */
     end = msgpipe__w_spin_end(p, deadline);
     if (end < 0)
         return;
