@@ -642,6 +642,81 @@ static void test_send_waiting_for_room_with_spin_delivers(void **s)
     }
 }
 
+/* ---- A child process: msgpipe_spawn and msgpipe_from_parent ------------ */
+
+/* The child (--child spin-peer): its end from msgpipe_from_parent with a
+ * spin; a receive whose third look sends a message to the parent; what it
+ * received then, the parent's answer, is answered with its own count of
+ * looks ("looks N"). */
+static int child_spin_peer(void)
+{
+    msgpipe_options o;
+    msgpipe *c = NULL;
+    char buf[64];
+    size_t len = 0;
+    int rc;
+
+    spin_opts(&o, SPIN_LONG);
+    if (msgpipe_from_parent(&o, &c) != MSGPIPE_OK)
+        return 10;
+    setup(NULL);
+    h_watch(c, MSGPIPE_POLLIN);
+    h_arm(ACT_SEND, 3, c);
+    rc = msgpipe_recv(c, buf, sizeof(buf), &len, SUP_T);
+    h_on = 0;
+    if (rc != MSGPIPE_OK || h_done != 1)
+        return 11;
+    snprintf(buf, sizeof(buf), "looks %ld", h_looks);
+    if (msgpipe_send(c, buf, strlen(buf), SUP_T) != MSGPIPE_OK)
+        return 12;
+    while (msgpipe_recv(c, buf, sizeof(buf), &len, SUP_T) == MSGPIPE_OK)
+        ;
+    msgpipe_close(c);
+    return 0;
+}
+
+/* The pipes of msgpipe_spawn (pipe_options) and msgpipe_from_parent spin
+ * with their options: each side's receive reaches a third look - which a
+ * receive that does not spin never makes (it waits after its first) - and
+ * there sends what the other side waits for, so nothing depends on how
+ * fast the other process answers.  (Fails without spin_us.) */
+static void test_spawned_pipes_spin(void **state)
+{
+    const char *argv[] = {NULL, "--child", "spin-peer", NULL};
+    msgpipe_spawn_options so;
+    msgpipe_options o;
+    msgpipe_process *proc = NULL;
+    msgpipe *p = NULL;
+    char buf[64];
+    size_t len = 0;
+    long child_looks = 0;
+    int code = -1;
+    (void)state;
+
+    argv[0] = sup_self_path();
+    spin_opts(&o, SPIN_LONG);
+    msgpipe_spawn_options_init(&so);
+    so.pipe_options = &o;
+    assert_rc(msgpipe_spawn(argv, &so, &p, &proc), MSGPIPE_OK);
+    /* The child's third look sent this. */
+    assert_rc(msgpipe_recv(p, buf, sizeof(buf), &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    h_watch(p, MSGPIPE_POLLIN);
+    h_arm(ACT_SEND, 3, p); /* our third look answers the child */
+    assert_rc(msgpipe_recv(p, buf, sizeof(buf) - 1, &len, SUP_T_LONG),
+              MSGPIPE_OK);
+    h_on = 0;
+    assert_int_equal(h_done, 1);
+    assert_true(h_looks >= 3);
+    buf[len] = 0;
+    assert_int_equal(sscanf(buf, "looks %ld", &child_looks), 1);
+    assert_true(child_looks >= 3);
+    msgpipe_close(p);
+    assert_rc(msgpipe_process_wait(proc, SUP_T_LONG, &code), MSGPIPE_OK);
+    assert_int_equal(code, 0);
+    msgpipe_process_close(proc);
+}
+
 /* Every test runs with the wrapped system calls. */
 #define T(applies, fn)                                                         \
     {                                                                          \
@@ -666,8 +741,14 @@ int main(int argc, char **argv)
 #endif
         T(SUP_POSIX, test_send_timeout_zero_on_full_pipe_does_not_spin),
         T(1, test_send_waiting_for_room_with_spin_delivers),
+        T(1, test_spawned_pipes_spin),
     };
 
     sup_init(argc, argv);
+    if (sup_child_mode(argc, argv)) {
+        if (argc == 3 && strcmp(argv[2], "spin-peer") == 0)
+            return child_spin_peer();
+        return 100;
+    }
     return sup_finish(SUP_RUN("spin", tests));
 }
