@@ -252,7 +252,8 @@ typedef struct msgpipe_options {
      * Each time a call would block it spins again, for at most spin_us.
      * It never spins with timeout 0, nor when less than spin_us of the
      * timeout is left: the timeout is kept.  The end of the pipe, or an
-     * error, ends the spin as it would the wait.
+     * error, ends the spin as it would the wait.  msgpipe_poll,
+     * msgpipe_poller_wait and msgpipe_close never spin.
      * Cost: a spinning thread keeps its CPU busy for up to spin_us per
      * wait (it shows as the process's CPU time, user and system), so set
      * it only on pipes whose peer answers within about that time, and only

@@ -1411,6 +1411,7 @@ void msgpipe__b_close(msgpipe *p)
      * msgpipe__t_release).  Everything else is already in the kernel, which
      * delivers it after close(): a Unix stream socket has no send queue of
      * its own, the bytes sit in the peer's receive queue. */
+    p->opts.spin_us = 0; /* close waits for the tail; it does not spin */
     if (p->tx != NULL && p->tx_err == MSGPIPE_OK)
         (void)msgpipe__flush_tx(p, linger);
     msgpipe__t_release(p, linger);
