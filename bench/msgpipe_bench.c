@@ -1836,8 +1836,24 @@ static int measure_idle(void)
 #ifndef _WIN32
 #define SPIN_SIZE 16
 enum { SV_MSGPIPE, SV_SPIN, SV_RAW, SV_RAWSPIN, SV_COUNT };
-static const char *const sv_names[SV_COUNT] = {"msgpipe", "msgpipe-spin", "raw",
-                                               "rawspin"};
+/* The label of a way: msgpipe's says which transport it is built with
+ * ("msgpipe-fifo", "msgpipe-fifo-spin" in the FIFO build). */
+static const char *sv_name(int sv)
+{
+    static char spin[48];
+
+    switch (sv) {
+    case SV_MSGPIPE:
+        return kind_label(K_MSGPIPE);
+    case SV_SPIN:
+        snprintf(spin, sizeof(spin), "%s-spin", kind_label(K_MSGPIPE));
+        return spin;
+    case SV_RAW:
+        return "raw";
+    default:
+        return "rawspin";
+    }
+}
 static int64_t spin_us_opt = 50;
 
 typedef struct {
@@ -2097,8 +2113,8 @@ static int measure_spin(void)
         for (one = ones; one < 2; one++)
             for (sv = 0; sv < SV_COUNT; sv++) {
                 spin_run *x = &spin_res[one][sv][k];
-                fprintf(stderr, "  spin     %-6s %-13s %2d/%-2d ", where[one],
-                        sv_names[sv], k + 1, g_reps);
+                fprintf(stderr, "  spin     %-6s %-17s %2d/%-2d ", where[one],
+                        sv_name(sv), k + 1, g_reps);
                 *x = spin_one(sv, one);
                 if (x->ok) {
                     fprintf(stderr,
@@ -2114,7 +2130,7 @@ static int measure_spin(void)
     printf("\nspin: 16-byte ping-pong, spin_us=%ld for msgpipe-spin, medians "
            "of %d runs [min-max]\n",
            (long)spin_us_opt, g_reps);
-    printf("%-7s %-13s %24s %24s %20s %20s %8s\n", "CPUs", "transport",
+    printf("%-7s %-17s %24s %24s %20s %20s %8s\n", "CPUs", "transport",
            "p50 us", "p99 us", "sender CPU us/rt", "echo CPU us/rt", "p50/raw");
     for (one = ones; one < 2; one++)
         for (sv = 0; sv < SV_COUNT; sv++) {
@@ -2123,19 +2139,18 @@ static int measure_spin(void)
             for (f = 0, m = 0; f < 4; f++)
                 m = spin_stat(one, sv, f, &med[f], &lo[f], &hi[f]);
             if (m == 0) {
-                printf("%-7s %-13s   (failed)\n", where[one], sv_names[sv]);
+                printf("%-7s %-17s   (failed)\n", where[one], sv_name(sv));
                 continue;
             }
             if (spin_stat(one, SV_RAW, 0, &rmed, &rlo, &rhi) && rmed > 0)
                 snprintf(rr, sizeof(rr), "%.2fx", med[0] / rmed);
-            printf("%-7s %-13s %8.1f [%6.1f-%6.1f] %8.1f [%6.1f-%6.1f] "
+            printf("%-7s %-17s %8.1f [%6.1f-%6.1f] %8.1f [%6.1f-%6.1f] "
                    "%6.2f [%5.2f-%5.2f] %6.2f [%5.2f-%5.2f] %8s\n",
-                   where[one], sv_names[sv], med[0], lo[0], hi[0], med[1],
-                   lo[1], hi[1], med[2], lo[2], hi[2], med[3], lo[3], hi[3],
-                   rr);
+                   where[one], sv_name(sv), med[0], lo[0], hi[0], med[1], lo[1],
+                   hi[1], med[2], lo[2], hi[2], med[3], lo[3], hi[3], rr);
             if (cfg.csv)
                 for (f = 0; f < 4; f++)
-                    printf("csv,%s,spin-%dcpu,16,%s,%.3f\n", sv_names[sv],
+                    printf("csv,%s,spin-%dcpu,16,%s,%.3f\n", sv_name(sv),
                            one ? 1 : 2,
                            f == 0   ? "p50_us"
                            : f == 1 ? "p99_us"

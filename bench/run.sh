@@ -69,11 +69,13 @@ build/bench-socket/bench/msgpipe_bench "$@" --cases=idle || rc=$?
 [ "$rc" = 0 ] || { status=1; say "msgpipe_bench --cases=idle failed with exit status $rc: its message is above"; }
 # 16-byte ping-pong with msgpipe_options.spin_us against raw blocking and
 # raw spinning sockets, on two CPUs and on one, with the CPU time each side
-# spends per round trip (docs/performance.md, "Spinning"): socket transport.
-echo "==== msgpipe_bench, spin_us (socket transport)" >&2
-rc=0
-build/bench-socket/bench/msgpipe_bench "$@" --cases=spin || rc=$?
-[ "$rc" = 0 ] || { status=1; say "msgpipe_bench --cases=spin failed with exit status $rc: its message is above"; }
+# spends per round trip (docs/performance.md, "Spinning"): both transports.
+for transport in socket fifo; do
+    echo "==== msgpipe_bench, spin_us ($transport transport)" >&2
+    rc=0
+    build/bench-$transport/bench/msgpipe_bench "$@" --cases=spin || rc=$?
+    [ "$rc" = 0 ] || { status=1; say "msgpipe_bench --cases=spin ($transport) failed with exit status $rc: its message is above"; }
+done
 if command -v gnuplot >/dev/null 2>&1; then
     gnuplot -e "sock='build/bench-socket.csv'; fifo='build/bench-fifo.csv'; out='build/bench-performance.png'" \
         bench/plot.gp
