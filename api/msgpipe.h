@@ -354,7 +354,8 @@ MSGPIPE_EXTERN int msgpipe_accept(msgpipe_server *srv, int timeout_ms,
  * longer accepted (they may still be queued until msgpipe_server_close()).
  * Pipes already accepted are not affected.  Does not block; thread-safe and
  * safe to call from a signal handler (POSIX: one write() to a pipe; Windows:
- * SetEvent()); calling it again does nothing.  srv stays valid until
+ * SetEvent() and PostQueuedCompletionStatus()); calling it again does
+ * nothing.  srv stays valid until
  * msgpipe_server_close().
  */
 MSGPIPE_EXTERN void msgpipe_server_shutdown(msgpipe_server *srv);
@@ -717,9 +718,10 @@ typedef struct msgpipe_event {
  * once, and each wait costs time in proportion to what is ready, not to
  * what is registered.  Linux: epoll; the BSDs and macOS: kqueue; other
  * POSIX systems: poll() (a wait there is proportional to the set).
- * Windows, for now: the same semantics, but a wait looks at every
- * registered item as msgpipe_poll does (docs/poll.md says why and what
- * is planned).
+ * Windows: one I/O completion port for the process, to which the pipes'
+ * reads and the servers' connects report, taken by a thread the library
+ * starts with its first pipe or server and keeps for the life of the
+ * process (docs/poll.md).
  *
  * Errors: EINVAL (out NULL), EMFILE, ENOMEM, EIO.
  */

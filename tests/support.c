@@ -218,6 +218,25 @@ int64_t sup_now_ms(void)
 #endif
 }
 
+void sup_spin_us(int us)
+{
+#ifdef _WIN32
+    LARGE_INTEGER f, a, b;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&a);
+    do
+        QueryPerformanceCounter(&b);
+    while ((b.QuadPart - a.QuadPart) * 1000000 / f.QuadPart < us);
+#else
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &b);
+    while ((b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000 <
+           us);
+#endif
+}
+
 /* ---- This process ------------------------------------------------------ */
 
 int64_t sup_getpid(void)

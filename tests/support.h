@@ -112,6 +112,9 @@ int sup_thread_join_timeout(sup_thread *t, int ms, void **result);
 
 void sup_sleep_ms(int ms);
 int64_t sup_now_ms(void); /* monotonic, arbitrary origin */
+/* Busy-wait about us microseconds, without sleeping (to hit moments
+ * shorter than a sleep). */
+void sup_spin_us(int us);
 
 /* ---- This process ------------------------------------------------------ */
 

@@ -296,6 +296,188 @@ static void test_send_on_exited_thread_arrives_whole(void **st)
     free(m);
 }
 
+/* A committed send: its thread says it is done and then exits, so that the
+ * peer takes the message while that thread is on its way out. */
+typedef struct exiting_send {
+    msgpipe *p;
+    const void *msg;
+    size_t len;
+    int rc;
+    volatile long done;
+} exiting_send;
+
+static void *exiting_send_main(void *arg)
+{
+    exiting_send *x = (exiting_send *)arg;
+    x->rc = msgpipe_send(x->p, x->msg, x->len, 1);
+    sup_atomic_set(&x->done, 1);
+    return NULL; /* and the thread exits */
+}
+
+/* The next send, once the committed one is done. */
+typedef struct next_send {
+    exiting_send *first;
+    int rc;
+} next_send;
+
+static void *next_send_main(void *arg)
+{
+    next_send *n = (next_send *)arg;
+    while (!sup_atomic_get(&n->first->done))
+        ;
+    n->rc = msgpipe_send(n->first->p, "after", 5, SUP_T);
+    return NULL;
+}
+
+enum { EXITING_BIG = 256 * 1024 };
+
+/* Rounds of the tests below: each of the 25 delays 10 times, once under
+ * the suite's valgrind run (which sets MSGPIPE_LOAD_MESSAGES). */
+static int exiting_rounds(void)
+{
+    return getenv("MSGPIPE_LOAD_MESSAGES") != NULL ? 25 : 250;
+}
+
+/* The write of a committed send ends - its message is read - just as the
+ * thread that issued it exits (the read starts 0-192 us after the thread
+ * is done, which covers its exit): the pipe goes on as if nothing happened.
+ * The next send, from another thread, waits for that write's result and
+ * gets MSGPIPE_OK, and both messages arrive whole.  (Under Wine an I/O that
+ * ends while its thread exits never has its OVERLAPPED written; a backend
+ * that waits for the OVERLAPPED instead of the completion hangs here, and
+ * one that takes the 0 bytes the completion then reports fails.) */
+static void test_send_whose_write_ends_as_its_thread_exits(void **st)
+{
+    sup_pair pr;
+    exiting_send x;
+    next_send nx;
+    sup_thread *t, *t2;
+    unsigned char *m = (unsigned char *)malloc(EXITING_BIG);
+    void *got = NULL;
+    size_t len = 0;
+    int i;
+    (void)st;
+
+    assert_non_null(m);
+    sup_fill(m, EXITING_BIG, 21);
+    sup_pair_open(&pr, "dlv", NULL, NULL);
+    for (i = 0; i < exiting_rounds(); i++) {
+        memset(&x, 0, sizeof(x));
+        x.p = pr.c;
+        x.msg = m;
+        x.len = EXITING_BIG;
+        nx.first = &x;
+        nx.rc = -1;
+        t2 = sup_thread_start(next_send_main, &nx);
+        t = sup_thread_start(exiting_send_main, &x);
+        while (!sup_atomic_get(&x.done))
+            ; /* read the message as the sender is on its way out: */
+        sup_spin_us((i % 25) * 8); /* 0-192 us after it said it was done */
+        assert_rc(msgpipe_recv_alloc(pr.s, &got, &len, SUP_T), MSGPIPE_OK);
+        assert_int_equal(len, EXITING_BIG);
+        assert_pattern(got, len, 21);
+        msgpipe_free(got);
+        sup_thread_join(t);
+        assert_rc(x.rc, MSGPIPE_OK);
+        sup_thread_join(t2);
+        assert_rc(nx.rc, MSGPIPE_OK);
+        assert_rc(msgpipe_recv_alloc(pr.s, &got, &len, SUP_T), MSGPIPE_OK);
+        assert_int_equal(len, 5);
+        assert_memory_equal(got, "after", 5);
+        msgpipe_free(got);
+    }
+    sup_pair_close(&pr);
+    free(m);
+}
+
+/* A receive that times out, leaving the pipe waiting for the next
+ * message; then its thread says it is done and exits. */
+typedef struct exiting_recv {
+    msgpipe *p;
+    msgpipe_poller *pl; /* wait in this poller instead of receiving */
+    int rc;
+    volatile long done;
+} exiting_recv;
+
+static void *exiting_recv_main(void *arg)
+{
+    exiting_recv *x = (exiting_recv *)arg;
+    char buf[8];
+    size_t len;
+    msgpipe_event ev;
+    if (x->pl != NULL)
+        x->rc = msgpipe_poller_wait(x->pl, &ev, 1, 1);
+    else
+        x->rc = msgpipe_recv(x->p, buf, sizeof(buf), &len, 1);
+    sup_atomic_set(&x->done, 1);
+    return NULL; /* and the thread exits */
+}
+
+/* The wait a timed-out receive (or poller wait) left behind ends - the
+ * next message comes - just as the thread that began it exits: the next
+ * receive, or wait, from another thread, still sees the message.  (Under
+ * Wine such a wait has its event set but its OVERLAPPED never written.) */
+static void armed_by_exiting_thread(int poller)
+{
+    sup_pair pr;
+    exiting_recv x;
+    msgpipe_poller *pl = NULL;
+    msgpipe_event ev;
+    sup_thread *t;
+    char buf[8];
+    size_t len = 0;
+    int i;
+
+    sup_pair_open(&pr, "dlv", NULL, NULL);
+    if (poller) {
+        assert_rc(msgpipe_poller_new(&pl), MSGPIPE_OK);
+        assert_rc(msgpipe_poller_add(pl, pr.s, NULL, MSGPIPE_POLLIN, &pr),
+                  MSGPIPE_OK);
+    }
+    for (i = 0; i < exiting_rounds(); i++) {
+        memset(&x, 0, sizeof(x));
+        x.p = pr.s;
+        x.pl = pl;
+        t = sup_thread_start(exiting_recv_main, &x);
+        while (!sup_atomic_get(&x.done))
+            ;
+        sup_spin_us((i % 25) * 8);
+        assert_rc(msgpipe_send(pr.c, "ping", 4, SUP_T), MSGPIPE_OK);
+        sup_thread_join(t);
+        assert_rc(x.rc, MSGPIPE_ETIMEDOUT);
+        if (poller) {
+            memset(&ev, 0, sizeof(ev));
+            assert_rc(msgpipe_poller_wait(pl, &ev, 1, SUP_T), 1);
+            assert_ptr_equal(ev.user, &pr);
+            assert_int_equal(ev.events, MSGPIPE_POLLIN);
+            assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, 0),
+                      MSGPIPE_OK);
+        } else {
+            assert_rc(msgpipe_recv(pr.s, buf, sizeof(buf), &len, SUP_T),
+                      MSGPIPE_OK);
+        }
+        assert_int_equal(len, 4);
+        assert_memory_equal(buf, "ping", 4);
+    }
+    if (pl != NULL)
+        msgpipe_poller_close(pl);
+    sup_pair_close(&pr);
+}
+
+static void
+test_recv_armed_by_a_thread_that_exits_as_the_message_comes(void **st)
+{
+    (void)st;
+    armed_by_exiting_thread(0);
+}
+
+static void
+test_poller_armed_by_a_thread_that_exits_as_the_message_comes(void **st)
+{
+    (void)st;
+    armed_by_exiting_thread(1);
+}
+
 /* ---- Timed-out sends while the peer reads -------------------------------- */
 
 /* A message: seq (4 bytes), its own length (4), a body, and a tail of 4
@@ -686,6 +868,11 @@ int main(int argc, char **argv)
                  test_accept_on_exited_thread_then_client_message_arrives),
         SUP_TEST(1, test_poll_on_exited_thread_then_message_is_reported),
         SUP_TEST(1, test_send_on_exited_thread_arrives_whole),
+        SUP_TEST(1, test_send_whose_write_ends_as_its_thread_exits),
+        SUP_TEST(1,
+                 test_recv_armed_by_a_thread_that_exits_as_the_message_comes),
+        SUP_TEST(1,
+                 test_poller_armed_by_a_thread_that_exits_as_the_message_comes),
         SUP_TEST(1, test_timed_out_sends_never_truncate_or_merge),
         SUP_TEST(1, test_discarding_oversized_message_keeps_the_next),
 #ifdef _WIN32

@@ -15,7 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef _WIN32
+#ifdef _WIN32
+#include <windows.h>
+/* After windows.h. */
+#include <tlhelp32.h>
+#else
 #include <errno.h>
 #include <unistd.h>
 #endif
@@ -1393,6 +1397,114 @@ static void test_idle_poller_wait_uses_no_cpu(void **state)
     sup_pair_close(&pr);
 }
 
+/* The threads of this process, or -1 where that cannot be told. */
+static long thread_count(void)
+{
+#ifdef _WIN32
+    THREADENTRY32 te;
+    HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+    DWORD me = GetCurrentProcessId();
+    long n = 0;
+
+    if (snap == INVALID_HANDLE_VALUE)
+        return -1;
+    memset(&te, 0, sizeof(te));
+    te.dwSize = sizeof(te);
+    if (Thread32First(snap, &te)) {
+        do {
+            if (te.th32OwnerProcessID == me)
+                n++;
+        } while (Thread32Next(snap, &te));
+    }
+    CloseHandle(snap);
+    return n;
+#else
+    char line[128];
+    long n = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "Threads:", 8) == 0)
+            n = strtol(line + 8, NULL, 10);
+    fclose(f);
+    return n;
+#endif
+}
+
+/* A wait over 1,000 idle pipes blocks in the waiting thread alone: no
+ * helper threads (msgpipe_poll on Windows needs one per 63 events), and
+ * a message to one of them ends it. */
+static void test_poller_wait_over_1000_idle_pipes_starts_no_thread(void **state)
+{
+    enum { NPAIRS = 500 };
+    msgpipe **p = (msgpipe **)calloc(2 * NPAIRS, sizeof(*p));
+    msgpipe_poller *pl = pl_new();
+    msgpipe_event ev[4];
+    delayed_send d;
+    sup_thread *t, *ts;
+    waiter w;
+    long before, during;
+    int i, tries;
+    char buf[64];
+    size_t len = 0;
+    (void)state;
+
+    assert_non_null(p);
+    if (!sup_raise_fd_limit(sup_is_fifo() ? 4 * NPAIRS + 200
+                                          : 2 * NPAIRS + 200)) {
+        SUP_SKIP("cannot raise the open-file limit for 1,000 pipes");
+        msgpipe_poller_close(pl);
+        free(p);
+        return;
+    }
+    for (i = 0; i < NPAIRS; i++) {
+        pair_new(&p[2 * i], &p[2 * i + 1]);
+        assert_rc(
+            msgpipe_poller_add(pl, p[2 * i], NULL, MSGPIPE_POLLIN, p[2 * i]),
+            MSGPIPE_OK);
+    }
+    /* Arm them all, and let whatever the library starts once start. */
+    assert_rc(msgpipe_poller_wait(pl, ev, 4, 0), MSGPIPE_ETIMEDOUT);
+    before = thread_count();
+    if (before < 0) {
+        SUP_SKIP("this system does not tell a process's threads");
+        goto out;
+    }
+    t = waiter_start(&w, pl, SUP_T);
+    /* Count while the wait blocks (it is blocked once its thread has
+     * been seen; a few looks cover a slow start). */
+    during = 0;
+    for (tries = 0; tries < 5; tries++) {
+        sup_sleep_ms(50);
+        during = thread_count();
+        if (during > before + 1)
+            break;
+    }
+    memset(&d, 0, sizeof(d));
+    d.p = p[2 * 377 + 1];
+    d.len = 20;
+    d.seed = 377;
+    ts = sup_thread_start(delayed_send_main, &d);
+    sup_thread_join(ts);
+    sup_thread_join(t);
+    print_message("threads: %ld before, %ld while waiting (one is the "
+                  "waiter)\n",
+                  before, during);
+    assert_int_equal(during, before + 1);
+    assert_rc(w.rc, 1);
+    assert_ptr_equal(w.ev[0].pipe, p[2 * 377]);
+    assert_rc(msgpipe_recv(p[2 * 377], buf, sizeof(buf), &len, 0), MSGPIPE_OK);
+    assert_int_equal(len, 20);
+    assert_pattern(buf, 20, 377);
+out:
+    msgpipe_poller_close(pl);
+    for (i = 0; i < 2 * NPAIRS; i++)
+        msgpipe_close(p[i]);
+    free(p);
+}
+
 /* A pipe whose receive timed out (and so waits for the next message on
  * its own, on Windows with a read armed before it joined) reports that
  * message once it is in a poller. */
@@ -1792,6 +1904,7 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_poller_pipe_without_pollin_received_elsewhere),
         SUP_TEST(1, test_poller_remove_while_another_thread_receives),
         SUP_TEST(1, test_idle_poller_wait_uses_no_cpu),
+        SUP_TEST(1, test_poller_wait_over_1000_idle_pipes_starts_no_thread),
         SUP_TEST(1, test_poller_reports_a_pipe_armed_before_it_joined),
         SUP_TEST(1, test_poller_reports_after_the_waiting_thread_exits),
         SUP_TEST(1, test_poller_server_reported_until_every_client_accepted),

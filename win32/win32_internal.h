@@ -18,6 +18,9 @@
  *                     are after the socket and the FIFO.
  *   win32_poll.c      msgpipe_poll over many pipes and servers
  *                     (posix/posix_poll.c).
+ *   win32_poller.c    the process's completion port, its dispatcher thread
+ *                     and the registry of keys; msgpipe_poller
+ *                     (posix/posix_poller.c).
  *   win32_security.c  the security descriptor of a server's pipe
  *                     (posix/posix_security.c: the mode of its name).
  *   win32_spawn.c     pairs, child processes (msgpipe_spawn,
@@ -27,7 +30,7 @@
  *
  * Dependencies go one way: win32_stream.c uses nothing of the others but
  * msgpipe__w_peer_trusted (win32_spawn.c), which its receive asks before it
- * takes handle values from a message;
+ * takes handle values from a message, and the port of win32_poller.c;
  * win32_security.c uses its error mapping; win32_server.c and win32_pipe.c
  * make pipes with msgpipe__w_pipe_new; win32_poll.c asks the readiness
  * calls of win32_stream.c and win32_server.c.
@@ -86,16 +89,28 @@ struct msgpipe {
     uint64_t max_message;
     int spin_us; /* msgpipe_options.spin_us (see msgpipe__w_spin_rx) */
     /*
-     * Sending (see msgpipe__b_send).  h is bound to port, to which only
-     * writes report (tx_ov has no event), so that a write survives the
-     * exit of the thread that issued it.  tx_busy: a write was issued whose
-     * completion has not been taken from the port yet; it writes from the
-     * caller's buffer only while its send is still running (and then from
-     * tx_buf, which the pipe owns).  tx_busy is read by a polling thread.
+     * The process's completion port (win32_poller.c) knows h by key, and
+     * its dispatcher finds the pipe by it.
+     *
+     * Sending (see msgpipe__b_send).  Writes report to that port (tx_ov
+     * has no event), so that a write survives the exit of the thread that
+     * issued it; the dispatcher sets tx_ev when a write that went pending
+     * has completed.  tx_busy: a write was issued whose result has not
+     * been taken yet; it writes from the caller's buffer only while its
+     * send is still running (and then from tx_buf, which the pipe owns).
+     * tx_busy is read by a polling thread.  tx_seen: the write's result is
+     * final - it completed at once with no packet to come (tx_skip: the
+     * handle has FILE_SKIP_COMPLETION_PORT_ON_SUCCESS), or the dispatcher
+     * has taken its completion packet.  Only then is tx_ov read or reused:
+     * the packet, not the OVERLAPPED, is what says a write has ended (see
+     * msgpipe__w_tx_seen in win32_poller.c).
      */
-    HANDLE port;
+    ULONG_PTR key;
+    HANDLE tx_ev;
     OVERLAPPED tx_ov;
     LONG volatile tx_busy;
+    LONG volatile tx_seen;
+    int tx_skip;
     DWORD tx_len;
     unsigned char *tx_buf;
     size_t tx_cap;
@@ -105,11 +120,15 @@ struct msgpipe {
      * its event, ready_ev, is what msgpipe_native_handle() hands out.  Both
      * live here, not on a stack, because the read may stay outstanding
      * between calls.  rx_empty: that read consumed an empty message, which
-     * the next receive returns.  Touched only by the receiving side.
+     * the next receive returns.  arm_port: the read outstanding reports to
+     * the completion port as well (it is issued so while the pipe is in a
+     * poller for MSGPIPE_POLLIN, pl_in).  Touched only by the receiving
+     * side.
      */
     HANDLE ready_ev;
     OVERLAPPED arm_ov;
     int rx_state; /* MSGPIPE__W_RX_* */
+    int arm_port;
     int rx_empty;
     unsigned char arm_buf; /* the zero-byte read's (unused) buffer */
     /*
@@ -152,6 +171,7 @@ struct msgpipe {
      */
     OVERLAPPED tx_hov;
     LONG volatile tx_hbusy;
+    LONG volatile tx_hseen;
     DWORD tx_hlen;
     int tx_split;
     unsigned char tx_hbuf[MSGPIPE__W_HDR_MAX];
@@ -159,15 +179,19 @@ struct msgpipe {
     uint32_t held_n;
     uint64_t held_len;
     uint64_t held[MSGPIPE_MAX_HANDLES];
-    /* Its registration in a poller, or NULL (win32_poller.c). */
+    /* Its registration in a poller, or NULL, and whether that watches
+     * MSGPIPE_POLLIN (win32_poller.c: written under the registry lock). */
     void *pl_entry;
+    LONG volatile pl_in;
 };
 
 /* msgpipe__w_pipe_new - wrap the connected pipe handle h (overlapped, in
  * message read mode) in a new pipe; server_end is 1 for a pipe made by
- * accept.  On failure h is left open for the caller. */
-int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
-                        msgpipe **out);
+ * accept.  key: the handle's key at the completion port if it is bound
+ * already (a server's instance), else 0 and it is bound here.  On failure
+ * h is left open for the caller (and a key given stays the caller's). */
+int msgpipe__w_pipe_new(HANDLE h, int server_end, ULONG_PTR key,
+                        const msgpipe__opts *o, msgpipe **out);
 
 /* ---- Handles with messages (win32_stream.c, win32_spawn.c) ------------- */
 
@@ -243,14 +267,50 @@ int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2]);
  * MSGPIPE__W_OUT_TICK_MS. */
 int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now);
 
-/* msgpipe_poll over items[0..n) (n may be 0), also ending when `extra`
- * (an event, or NULL) is signalled: then 0 (win32_poller.c's wake). */
-int msgpipe__w_poll_with(msgpipe_pollitem *items, size_t n, int timeout_ms,
-                         HANDLE extra);
+/* The same as msgpipe__w_pipe_in_ready, for a poller (win32_poller.c): a
+ * read left armed is one that reports to the completion port. */
+int msgpipe__w_pipe_in_ready_port(msgpipe *p);
 
-/* A pipe (srv NULL) or server (p NULL) that is closed leaves its poller
- * (win32_poller.c). */
+/* ---- The completion port and the registry (win32_poller.c) --------------
+ *
+ * Every pipe handle and every server instance is bound to one completion
+ * port of the process, with a key that names its pipe or server in a
+ * table, the registry.  A thread of the library takes the completions from
+ * the port and passes them on as hints: "a write of this pipe ended" (it
+ * sets tx_ev), "look at this pipe or server again" (to its poller).  A
+ * completion whose pipe or server has meanwhile gone finds its key stale
+ * and is dropped.  The registry lock also guards every pl_entry. */
+
+enum { MSGPIPE__W_KEY_PIPE = 1, MSGPIPE__W_KEY_SERVER = 2 };
+
+/* Bind h to the port under a new key for obj (a msgpipe or a
+ * msgpipe_server, by kind), stored in *key; or, if *key is not 0, under
+ * that key (obj and kind are then not used).  With h NULL, only the new
+ * key is made (for msgpipe__w_port_post).  Starts the port and its
+ * thread on first use.  OK or the error (h then bound to nothing, *key
+ * unchanged).  Takes the registry lock: never call it, nor
+ * msgpipe__w_port_retarget or _release, with a poller's lock held. */
+int msgpipe__w_port_bind(HANDLE h, int kind, void *obj, ULONG_PTR *key);
+
+/* A completion for key, with no I/O: the dispatcher treats it as any
+ * other (it never blocks and takes no lock: a server's shutdown uses it,
+ * which a signal handler may call). */
+void msgpipe__w_port_post(ULONG_PTR key);
+
+/* The key now names obj (a server's instance that became a pipe). */
+void msgpipe__w_port_retarget(ULONG_PTR key, int kind, void *obj);
+
+/* The key names nothing any more: completions still coming for it are
+ * dropped.  On return the dispatcher is not using its object. */
+void msgpipe__w_port_release(ULONG_PTR key);
+
+/* A pipe (srv NULL) or server (p NULL) that is closed leaves its poller. */
 void msgpipe__w_pl_forget(msgpipe *p, msgpipe_server *srv);
+
+/* Look at this pipe or server again at the next wait of its poller, if it
+ * is in one: a receive or accept left something msgpipe itself knows of.
+ * Takes the registry lock shared and the poller's lock. */
+void msgpipe__w_pl_touch(msgpipe *p, msgpipe_server *srv);
 
 /* Where a server keeps its registration (win32_server.c). */
 void **msgpipe__w_srv_pl_slot(msgpipe_server *srv);
@@ -270,8 +330,6 @@ typedef struct msgpipe__w32_calls {
     BOOL(WINAPI *WriteFile)(HANDLE, LPCVOID, DWORD, LPDWORD, LPOVERLAPPED);
     BOOL(WINAPI *ConnectNamedPipe)(HANDLE, LPOVERLAPPED);
     BOOL(WINAPI *GetOverlappedResult)(HANDLE, LPOVERLAPPED, LPDWORD, BOOL);
-    BOOL(WINAPI *GetQueuedCompletionStatus)
-    (HANDLE, LPDWORD, PULONG_PTR, LPOVERLAPPED *, DWORD);
     DWORD(WINAPI *WaitForSingleObject)(HANDLE, DWORD);
     DWORD(WINAPI *WaitForMultipleObjects)(DWORD, const HANDLE *, BOOL, DWORD);
     BOOL(WINAPI *CancelIoEx)(HANDLE, LPOVERLAPPED);

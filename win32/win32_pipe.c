@@ -112,7 +112,7 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
         CloseHandle(h);
         return rc;
     }
-    rc = msgpipe__w_pipe_new(h, 0, o, out);
+    rc = msgpipe__w_pipe_new(h, 0, 0, o, out);
     if (rc != MSGPIPE_OK)
         CloseHandle(h);
     return rc;

@@ -217,18 +217,6 @@ static int msgpipe__w_poll_scan(msgpipe_pollitem *items, size_t n, HANDLE *hs,
 
 int msgpipe__b_poll(msgpipe_pollitem *items, size_t n, int timeout_ms)
 {
-    if (n == 0) {
-        /* Nothing to watch: just the timeout (-1 was refused by the core). */
-        Sleep((DWORD)timeout_ms);
-        msgpipe__set_os_error(WAIT_TIMEOUT);
-        return MSGPIPE_ETIMEDOUT;
-    }
-    return msgpipe__w_poll_with(items, n, timeout_ms, NULL);
-}
-
-int msgpipe__w_poll_with(msgpipe_pollitem *items, size_t n, int timeout_ms,
-                         HANDLE extra)
-{
     int64_t deadline;
     HANDLE small[MAXIMUM_WAIT_OBJECTS];
     HANDLE *hs = small;
@@ -236,6 +224,12 @@ int msgpipe__w_poll_with(msgpipe_pollitem *items, size_t n, int timeout_ms,
     DWORD left;
     int ready, tick, rc = MSGPIPE_OK;
 
+    if (n == 0) {
+        /* Nothing to watch: just the timeout (-1 was refused by the core). */
+        Sleep((DWORD)timeout_ms);
+        msgpipe__set_os_error(WAIT_TIMEOUT);
+        return MSGPIPE_ETIMEDOUT;
+    }
     deadline = timeout_ms < 0 ? -1 : msgpipe__now_ms() + timeout_ms;
     if (n + 1 > MAXIMUM_WAIT_OBJECTS / 2) {
         if (n + 1 > ((size_t)-1) / (2 * sizeof(HANDLE)))
@@ -249,13 +243,6 @@ int msgpipe__w_poll_with(msgpipe_pollitem *items, size_t n, int timeout_ms,
         if (ready > 0) {
             rc = ready;
             break;
-        }
-        if (extra != NULL) {
-            if (msgpipe__w32.WaitForSingleObject(extra, 0) == WAIT_OBJECT_0) {
-                rc = 0;
-                break;
-            }
-            hs[nh++] = extra;
         }
         if (deadline < 0) {
             left = INFINITE;

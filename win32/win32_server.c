@@ -9,6 +9,11 @@
  * connected instance as a pipe (msgpipe__w_pipe_new) and puts a fresh
  * listening one in its slot.  A connect cancelled by the exit of the
  * thread that issued it is issued again (see msgpipe__w_srv_scan).
+ *
+ * Every instance is bound to the process's completion port when it is
+ * made (win32_poller.c), under a key that names its server until accept
+ * hands it out, and its pipe from then on: a connect that ends reports
+ * there as well as to conn_ev, so that a poller learns of it.
  */
 #include "win32_internal.h"
 
@@ -19,8 +24,12 @@
 /* Size hint for each direction's buffer of a pipe instance.  A message
  * that fits in the free part of the buffer completes its WriteFile at once;
  * a larger one stays pending (in the writer's memory) until the reader has
- * taken it.  64 KiB is what the seed uses and Windows' own examples use. */
+ * taken it.  64 KiB is what the seed uses and Windows' own examples use.
+ * Defined here unless the build sets it (-DMSGPIPE__W_BUFSIZE=N in
+ * CMAKE_C_FLAGS), which is how other sizes are measured. */
+#ifndef MSGPIPE__W_BUFSIZE
 #define MSGPIPE__W_BUFSIZE 65536
+#endif
 
 /* At most this many pending instances; a larger `pending` option is
  * silently capped.  (Accept once waited on one event per instance, which
@@ -37,6 +46,7 @@ struct msgpipe__w_inst {
     HANDLE h;      /* INVALID_HANDLE_VALUE when the slot is empty */
     OVERLAPPED ov; /* for ConnectNamedPipe; hEvent is the server's conn_ev */
     int ready;     /* a client is connected and waits for accept */
+    ULONG_PTR key; /* h's key at the completion port, or 0 */
 };
 
 struct msgpipe_server {
@@ -55,6 +65,7 @@ struct msgpipe_server {
      */
     HANDLE conn_ev;
     HANDLE name_lock; /* see msgpipe__w_name_lock */
+    ULONG_PTR key;    /* the server's own key at the completion port */
     DWORD err; /* a failure met by a scan, for the next accept to report */
     int n;
     int next; /* where the next accept starts looking (fairness) */
@@ -85,6 +96,23 @@ static HANDLE msgpipe__w_instance(msgpipe_server *srv, int first)
                                 PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
                             PIPE_UNLIMITED_INSTANCES, MSGPIPE__W_BUFSIZE,
                             MSGPIPE__W_BUFSIZE, 0, &sa);
+}
+
+/* Bind the slot's new instance to the completion port, under the slot's
+ * key (made the first time); on failure it is closed again.  A slot keeps
+ * its key from one instance to the next, so that a poller's wait, which
+ * may close an instance (msgpipe__w_srv_scan), never has to release one
+ * (see msgpipe__w_port_bind); the key goes with the instance accept hands
+ * out, and the server's close releases the rest. */
+static int msgpipe__w_inst_bind(msgpipe_server *srv, struct msgpipe__w_inst *in)
+{
+    int rc = msgpipe__w_port_bind(in->h, MSGPIPE__W_KEY_SERVER, srv, &in->key);
+
+    if (rc != MSGPIPE_OK) {
+        CloseHandle(in->h);
+        in->h = INVALID_HANDLE_VALUE;
+    }
+    return rc;
 }
 
 /*
@@ -165,11 +193,12 @@ static int msgpipe__w_slot_fill(msgpipe_server *srv, struct msgpipe__w_inst *in)
     in->h = msgpipe__w_instance(srv, 0);
     if (in->h == INVALID_HANDLE_VALUE)
         return msgpipe__w_error(GetLastError());
+    rc = msgpipe__w_inst_bind(srv, in);
+    if (rc != MSGPIPE_OK)
+        return rc;
     rc = msgpipe__w_arm(in);
-    if (rc != MSGPIPE_OK) {
-        CloseHandle(in->h);
-        in->h = INVALID_HANDLE_VALUE;
-    }
+    if (rc != MSGPIPE_OK)
+        msgpipe__w_slot_close(in);
     return rc;
 }
 
@@ -302,8 +331,11 @@ static void msgpipe__w_server_free(msgpipe_server *srv)
     int i;
 
     if (srv->inst != NULL) {
-        for (i = 0; i < srv->n; i++)
+        for (i = 0; i < srv->n; i++) {
             msgpipe__w_slot_close(&srv->inst[i]);
+            if (srv->inst[i].key != 0)
+                msgpipe__w_port_release(srv->inst[i].key);
+        }
         msgpipe__free(srv->inst);
     }
     if (srv->conn_ev != NULL)
@@ -312,6 +344,8 @@ static void msgpipe__w_server_free(msgpipe_server *srv)
         CloseHandle(srv->stop_ev);
     if (srv->sd != NULL)
         LocalFree(srv->sd);
+    if (srv->key != 0)
+        msgpipe__w_port_release(srv->key);
     /* Last: the name is free for the next server only once our instances
      * are closed. */
     if (srv->name_lock != NULL)
@@ -362,6 +396,9 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
         rc = msgpipe__w_error(GetLastError());
         goto fail;
     }
+    rc = msgpipe__w_port_bind(NULL, MSGPIPE__W_KEY_SERVER, srv, &srv->key);
+    if (rc != MSGPIPE_OK)
+        goto fail;
     for (i = 0; i < srv->n; i++)
         srv->inst[i].ov.hEvent = srv->conn_ev;
 
@@ -404,6 +441,9 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
         seed = seed * 1103515245u + 12345u;
         Sleep(1 + (seed >> 16) % 4);
     }
+    rc = msgpipe__w_inst_bind(srv, &srv->inst[0]);
+    if (rc != MSGPIPE_OK)
+        goto fail;
     rc = msgpipe__w_arm(&srv->inst[0]);
     if (rc != MSGPIPE_OK)
         goto fail;
@@ -481,9 +521,10 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
     /* A client is connected in slot k.  Make its pipe first, so that a
      * failure leaves it waiting in its slot for the next accept. */
     in = &srv->inst[k];
-    rc = msgpipe__w_pipe_new(in->h, 1, &srv->opts, &p);
+    rc = msgpipe__w_pipe_new(in->h, 1, in->key, &srv->opts, &p);
     if (rc != MSGPIPE_OK)
         return rc;
+    in->key = 0; /* the pipe's now */
     /* Then put a fresh listening instance in the slot before handing the
      * connected one out, so that clients never find the name missing or
      * busy between two accepts.  If that fails (say, no handles left), the
@@ -494,8 +535,10 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
     msgpipe__w_slot_fill(srv, in);
     srv->next = (k + 1) % srv->n;
     /* conn_ev must now say whether another client still waits (and the
-     * new instance's ConnectNamedPipe reset it). */
+     * new instance's ConnectNamedPipe reset it); and so must the poller,
+     * which sees no completion for a client that connected at once. */
     msgpipe__w_srv_scan(srv);
+    msgpipe__w_pl_touch(NULL, srv);
     *out = p;
     return MSGPIPE_OK;
 }
@@ -503,8 +546,10 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 void msgpipe__b_server_shutdown(msgpipe_server *srv)
 {
     /* SetEvent is atomic and setting a set event does nothing: safe from
-     * any thread, any number of times. */
+     * any thread, any number of times; so is telling a poller through the
+     * port (no lock is taken, so also from a signal handler). */
     SetEvent(srv->stop_ev);
+    msgpipe__w_port_post(srv->key);
 }
 
 void **msgpipe__w_srv_pl_slot(msgpipe_server *srv)

@@ -16,7 +16,11 @@
 #include <string.h>
 
 /* As a server's instances (win32_server.c). */
+#ifdef MSGPIPE__W_BUFSIZE
+#define MSGPIPE__W_PAIR_BUFSIZE MSGPIPE__W_BUFSIZE
+#else
 #define MSGPIPE__W_PAIR_BUFSIZE 65536
+#endif
 
 /* Tries with a fresh random name should a name be taken. */
 #define MSGPIPE__W_PAIR_TRIES 4
@@ -320,13 +324,13 @@ int msgpipe__b_pair(const msgpipe__opts *o, msgpipe **a, msgpipe **b)
     rc = msgpipe__w_pair_handles(o, &s, &c);
     if (rc != MSGPIPE_OK)
         return rc;
-    rc = msgpipe__w_pipe_new(s, 1, o, a);
+    rc = msgpipe__w_pipe_new(s, 1, 0, o, a);
     if (rc != MSGPIPE_OK) {
         CloseHandle(s);
         CloseHandle(c);
         return rc;
     }
-    rc = msgpipe__w_pipe_new(c, 0, o, b);
+    rc = msgpipe__w_pipe_new(c, 0, 0, o, b);
     if (rc != MSGPIPE_OK) {
         msgpipe__b_close(*a);
         *a = NULL;
@@ -587,7 +591,7 @@ int msgpipe__b_spawn(const msgpipe__spawn *sp, msgpipe **pipe,
     rc = msgpipe__w_pair_handles(&sp->po, &s, &c);
     if (rc != MSGPIPE_OK)
         goto fail_early;
-    rc = msgpipe__w_pipe_new(s, 1, &sp->po, &p);
+    rc = msgpipe__w_pipe_new(s, 1, 0, &sp->po, &p);
     if (rc != MSGPIPE_OK) {
         CloseHandle(s);
         CloseHandle(c);
@@ -819,7 +823,7 @@ int msgpipe__b_from_parent(const msgpipe__opts *o, msgpipe **out)
         return msgpipe__w_error(GetLastError());
     if (!SetHandleInformation(h, HANDLE_FLAG_INHERIT, 0))
         return msgpipe__w_error(GetLastError());
-    rc = msgpipe__w_pipe_new(h, 0, o, &p);
+    rc = msgpipe__w_pipe_new(h, 0, 0, o, &p);
     if (rc != MSGPIPE_OK)
         return rc;
     /* Taken: the variable goes, from the system's environment and from

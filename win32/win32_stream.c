@@ -25,14 +25,19 @@
  * completion port and the I/O reports to it (Vista and later; Wine cancels
  * it unless it also has no event).  A committed write must never be
  * cancelled - part of it may already have been read - so every pipe
- * handle is bound to a completion port of its own, and writes are issued
- * with no event and waited for on that port.  Reads tag their event with
- * the low bit, so they post nothing to the port; they and the connects
- * may be cancelled by a thread's exit, which loses nothing: a read
- * cancelled that way is issued again (see msgpipe__w_rx_harvest), and so
- * is a connect (see msgpipe__w_srv_scan), whose client meanwhile connects
- * to the listening instance all the same and is handed out even if it
- * has already left again (ERROR_NO_DATA).
+ * handle is bound to the process's completion port (win32_poller.c), and
+ * writes are issued with no event; the port's dispatcher sets the pipe's
+ * tx_ev when one that went pending ends.  FILE_SKIP_COMPLETION_PORT_ON_
+ * SUCCESS keeps a write that completes at once off the port.  Reads within
+ * a call tag their event with the low bit, so they post nothing to the
+ * port.  The zero-byte read that waits for the next message (see
+ * "Readiness") reports to the port too while its pipe is in a poller for
+ * MSGPIPE_POLLIN, and then has an event as well.  Reads and connects may
+ * be cancelled by a thread's exit, which loses nothing: a read cancelled
+ * that way is issued again (see msgpipe__w_rx_harvest), and so is a
+ * connect (see msgpipe__w_srv_scan), whose client meanwhile connects to
+ * the listening instance all the same and is handed out even if it has
+ * already left again (ERROR_NO_DATA).
  */
 #include "win32_internal.h"
 
@@ -64,12 +69,6 @@ static BOOL WINAPI msgpipe__w_result(HANDLE h, LPOVERLAPPED ov, LPDWORD n,
     return GetOverlappedResult(h, ov, n, wait);
 }
 
-static BOOL WINAPI msgpipe__w_dequeue(HANDLE port, LPDWORD n, PULONG_PTR key,
-                                      LPOVERLAPPED *ov, DWORD ms)
-{
-    return GetQueuedCompletionStatus(port, n, key, ov, ms);
-}
-
 static DWORD WINAPI msgpipe__w_wait1(HANDLE h, DWORD ms)
 {
     return WaitForSingleObject(h, ms);
@@ -92,10 +91,10 @@ static BOOL WINAPI msgpipe__w_peek(HANDLE h, LPVOID buf, DWORD n, LPDWORD got,
     return PeekNamedPipe(h, buf, n, got, avail, left);
 }
 
-msgpipe__w32_calls msgpipe__w32 = {
-    msgpipe__w_read_file, msgpipe__w_write_file, msgpipe__w_connect,
-    msgpipe__w_result,    msgpipe__w_dequeue,    msgpipe__w_wait1,
-    msgpipe__w_waitn,     msgpipe__w_cancel,     msgpipe__w_peek};
+msgpipe__w32_calls msgpipe__w32 = {msgpipe__w_read_file, msgpipe__w_write_file,
+                                   msgpipe__w_connect,   msgpipe__w_result,
+                                   msgpipe__w_wait1,     msgpipe__w_waitn,
+                                   msgpipe__w_cancel,    msgpipe__w_peek};
 
 /* An event for the hEvent of an OVERLAPPED whose completion must not be
  * posted to the handle's completion port (the low bit says so). */
@@ -163,6 +162,21 @@ DWORD msgpipe__w_left(int64_t deadline)
     int left = msgpipe__remaining(deadline);
 
     return left < 0 ? INFINITE : (DWORD)left;
+}
+
+/* Wait for ev until the deadline: OK (signalled), ETIMEDOUT, or the error
+ * (each recorded as the last OS error). */
+static int msgpipe__w_wait_until(HANDLE ev, int64_t deadline)
+{
+    DWORD w = msgpipe__w32.WaitForSingleObject(ev, msgpipe__w_left(deadline));
+
+    if (w == WAIT_OBJECT_0)
+        return MSGPIPE_OK;
+    if (w == WAIT_TIMEOUT) {
+        msgpipe__set_os_error(WAIT_TIMEOUT);
+        return MSGPIPE_ETIMEDOUT;
+    }
+    return msgpipe__w_error(GetLastError());
 }
 
 int msgpipe__w_utf16(const char *s, WCHAR **out)
@@ -285,9 +299,9 @@ static int msgpipe__w_io_rc(int r, DWORD err)
  * the rest of the time.  Never with timeout 0, nor with less than spin_us
  * left.  A receive looks with WaitForSingleObject(ready_ev, 0), which the
  * read's completion signals (and which, under Wine, also lets the
- * completion be delivered to this thread); a send looks at its
- * OVERLAPPED, which the system marks done - it never takes the completion
- * from the port, msgpipe__w_tx_finish does. */
+ * completion be delivered to this thread); a send looks whether the
+ * port's dispatcher has taken its write's completion (tx_seen), as
+ * msgpipe__w_tx_wait does before it blocks. */
 
 static int64_t msgpipe__w_now_us(void)
 {
@@ -326,21 +340,27 @@ static void msgpipe__w_spin_rx(msgpipe *p, int64_t deadline)
     } while (msgpipe__w_now_us() < end);
 }
 
-/* Spin until the writes in flight have finished or the spin is over. */
+/* Spin until the writes in flight have finished (their completion packets
+ * taken by the port's dispatcher: see msgpipe__w_tx_wait) or the spin is
+ * over. */
+static int msgpipe__w_tx_idle(msgpipe *p)
+{
+    return (!p->tx_busy || InterlockedOr(&p->tx_seen, 0)) &&
+           (!p->tx_hbusy || InterlockedOr(&p->tx_hseen, 0));
+}
+
 static void msgpipe__w_spin_tx(msgpipe *p, int64_t deadline)
 {
     int64_t end;
 
-    if (p->spin_us <= 0 || ((!p->tx_busy || msgpipe__w_ov_done(&p->tx_ov)) &&
-                            (!p->tx_hbusy || msgpipe__w_ov_done(&p->tx_hov))))
+    if (p->spin_us <= 0 || msgpipe__w_tx_idle(p))
         return; /* no spin, or nothing to wait for: no clock read */
     end = msgpipe__w_spin_end(p, deadline);
     if (end < 0)
         return;
     do {
         SwitchToThread();
-        if ((!p->tx_busy || msgpipe__w_ov_done(&p->tx_ov)) &&
-            (!p->tx_hbusy || msgpipe__w_ov_done(&p->tx_hov)))
+        if (msgpipe__w_tx_idle(p))
             return;
     } while (msgpipe__w_now_us() < end);
 }
@@ -353,11 +373,11 @@ int msgpipe__w_ov_done(const OVERLAPPED *ov)
            (ULONG_PTR)STATUS_PENDING;
 }
 
-int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
-                        msgpipe **out)
+int msgpipe__w_pipe_new(HANDLE h, int server_end, ULONG_PTR key,
+                        const msgpipe__opts *o, msgpipe **out)
 {
     msgpipe *p = (msgpipe *)msgpipe__calloc(1, sizeof(*p));
-    int rc;
+    int rc = MSGPIPE_OK;
 
     if (p == NULL)
         return MSGPIPE_ENOMEM;
@@ -369,52 +389,80 @@ int msgpipe__w_pipe_new(HANDLE h, int server_end, const msgpipe__opts *o,
     p->rx_state = MSGPIPE__W_RX_IDLE;
     p->rd_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
     p->ready_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    p->tx_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (p->rd_ev == NULL || p->ready_ev == NULL || p->tx_ev == NULL)
+        rc = msgpipe__w_error(GetLastError());
     /* Last, as it cannot be undone: a handle is bound to a port for good
      * (and a failed accept leaves the handle in its slot for the next). */
-    if (p->rd_ev != NULL && p->ready_ev != NULL)
-        p->port = CreateIoCompletionPort(h, NULL, 0, 1);
-    if (p->port == NULL) {
-        rc = msgpipe__w_error(GetLastError());
+    else if (key != 0)
+        msgpipe__w_port_retarget(key, MSGPIPE__W_KEY_PIPE, p);
+    else
+        rc = msgpipe__w_port_bind(h, MSGPIPE__W_KEY_PIPE, p, &key);
+    if (rc != MSGPIPE_OK) {
         if (p->rd_ev != NULL)
             CloseHandle(p->rd_ev);
         if (p->ready_ev != NULL)
             CloseHandle(p->ready_ev);
+        if (p->tx_ev != NULL)
+            CloseHandle(p->tx_ev);
         msgpipe__free(p);
         return rc;
     }
+    p->key = key;
+    /* No write in flight; and whether one that completes at once posts a
+     * packet too (where the mode is refused, it does). */
+    p->tx_seen = 1;
+    p->tx_hseen = 1;
+    p->tx_skip = SetFileCompletionNotificationModes(
+                     h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS) != 0;
     *out = p;
     return MSGPIPE_OK;
 }
 
 /*
- * Take the completion of the write in flight from the port, waiting until
- * the deadline: MSGPIPE_OK (none in flight, or it was written whole),
- * ETIMEDOUT (still in flight), or the error it ended with (ECLOSED: the
- * peer went away before reading it).
+ * Wait until the write of ov has ended (or the deadline).  The port's
+ * dispatcher sets tx_ev after a write that went pending has ended; it may
+ * also set it for an earlier write, so it is only a reason to look again,
+ * and is reset only before a look that comes before the wait.
+ */
+static int msgpipe__w_tx_wait(msgpipe *p, LONG volatile *seen, int64_t deadline)
+{
+    int rc;
+
+    for (;;) {
+        if (InterlockedOr(seen, 0))
+            return MSGPIPE_OK;
+        ResetEvent(p->tx_ev);
+        if (InterlockedOr(seen, 0))
+            return MSGPIPE_OK;
+        rc = msgpipe__w_wait_until(p->tx_ev, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
+    }
+}
+
+/*
+ * Take the result of the write in flight, waiting until the deadline:
+ * MSGPIPE_OK (none in flight, or it was written whole), ETIMEDOUT (still in
+ * flight), or the error it ended with (ECLOSED: the peer went away before
+ * reading it).  The header of a split message is issued first and so ends
+ * first.
  */
 static int msgpipe__w_tx_finish(msgpipe *p, int64_t deadline)
 {
     LPOVERLAPPED ov;
-    ULONG_PTR key;
     DWORD n, e;
     BOOL ok;
-    int rc = MSGPIPE_OK, mine;
+    int rc = MSGPIPE_OK, wrc, mine;
 
     while (p->tx_busy || p->tx_hbusy) {
-        ov = NULL;
+        ov = p->tx_hbusy ? &p->tx_hov : &p->tx_ov;
+        wrc = msgpipe__w_tx_wait(p, p->tx_hbusy ? &p->tx_hseen : &p->tx_seen,
+                                 deadline);
+        if (wrc != MSGPIPE_OK)
+            return rc != MSGPIPE_OK ? rc /* the split header failed */ : wrc;
         n = 0;
-        ok = msgpipe__w32.GetQueuedCompletionStatus(p->port, &n, &key, &ov,
-                                                    msgpipe__w_left(deadline));
-        if (ov == NULL) {
-            e = GetLastError();
-            if (rc != MSGPIPE_OK)
-                return rc; /* the header of a split message failed */
-            if (e == WAIT_TIMEOUT) {
-                msgpipe__set_os_error(WAIT_TIMEOUT);
-                return MSGPIPE_ETIMEDOUT;
-            }
-            return msgpipe__w_error(e);
-        }
+        ok = msgpipe__w32.GetOverlappedResult(p->h, ov, &n, FALSE);
         e = ok ? 0 : GetLastError();
         if (ov == &p->tx_hov) {
             /* The header of a split message: the handle copies are the
@@ -425,15 +473,13 @@ static int msgpipe__w_tx_finish(msgpipe *p, int64_t deadline)
                 ok = FALSE;
                 e = ERROR_WRITE_FAULT;
             }
-        } else if (ov == &p->tx_ov) {
+        } else {
             InterlockedExchange(&p->tx_busy, 0);
             mine = !p->tx_split;
             if (ok && n != p->tx_len) {
                 ok = FALSE; /* message-mode writes are all or nothing */
                 e = ERROR_WRITE_FAULT;
             }
-        } else {
-            continue; /* not a write's (reads post nothing here) */
         }
         if (mine) {
             /* Not delivered: the handle copies it carried go again. */
@@ -469,16 +515,16 @@ void msgpipe__b_close(msgpipe *p)
     if (p->tx_busy || p->tx_hbusy)
         msgpipe__w_tx_finish(p, msgpipe__deadline(p->linger_ms));
     if (p->tx_busy || p->tx_hbusy) { /* still in flight after linger_ms (or
-                                        the port failed): cut it off */
+                                        a wait failed): cut it off */
         if (p->tx_hbusy)
             msgpipe__w32.CancelIoEx(p->h, &p->tx_hov);
         if (p->tx_busy)
             msgpipe__w32.CancelIoEx(p->h, &p->tx_ov);
         msgpipe__w_tx_finish(p, -1);
-        /* Should the port fail, the kernel may still own tx_ov: wait for
-         * it directly before p is freed. */
-        while (!msgpipe__w_ov_done(&p->tx_ov) ||
-               !msgpipe__w_ov_done(&p->tx_hov))
+        /* Should a wait fail, the kernel may still own tx_ov: wait for it
+         * directly before p is freed. */
+        while (!InterlockedOr(&p->tx_seen, 0) ||
+               !InterlockedOr(&p->tx_hseen, 0))
             Sleep(1);
     }
     /* The armed zero-byte read writes into p->arm_ov when it ends: cancel
@@ -492,10 +538,13 @@ void msgpipe__b_close(msgpipe *p)
     if (p->held_on)
         msgpipe__w_held_close(p);
     msgpipe__w_rx_close_queued(p);
+    /* Nothing of p is the system's any more; once the key is released the
+     * port's dispatcher no longer uses p either. */
+    msgpipe__w_port_release(p->key);
     CloseHandle(p->h);
-    CloseHandle(p->port);
     CloseHandle(p->rd_ev);
     CloseHandle(p->ready_ev);
+    CloseHandle(p->tx_ev);
     if (p->peer_proc != NULL && p->peer_proc != GetCurrentProcess())
         CloseHandle(p->peer_proc);
     msgpipe__free(p->tx_buf);
@@ -524,7 +573,7 @@ void msgpipe__b_close(msgpipe *p)
  * (into a buffer the pipe keeps for the next one: see MSGPIPE__W_TX_KEEP),
  * because its write may outlive the call; a send with no timeout writes
  * from the caller's buffer and returns only when done.
- * The write reports to the pipe's completion port, so the exit of the
+ * The write reports to the process's completion port, so the exit of the
  * thread that issued it does not cancel it (see the top of this file).
  */
 int msgpipe__w_send_ex(msgpipe *p, const unsigned char *hdr, size_t hlen,
@@ -587,13 +636,17 @@ int msgpipe__w_send_ex(msgpipe *p, const unsigned char *hdr, size_t hlen,
         memcpy(p->tx_hbuf, hdr, hlen);
         memset(&p->tx_hov, 0, sizeof(p->tx_hov));
         p->tx_hlen = (DWORD)hlen;
+        InterlockedExchange(&p->tx_hseen, 0);
         if (!msgpipe__w32.WriteFile(p->h, p->tx_hbuf, (DWORD)hlen, NULL,
                                     &p->tx_hov)) {
             e = GetLastError();
             if (e != ERROR_IO_PENDING) {
+                InterlockedExchange(&p->tx_hseen, 1); /* no packet comes */
                 rc = msgpipe__w_error(e);
                 goto not_sent;
             }
+        } else if (p->tx_skip) {
+            InterlockedExchange(&p->tx_hseen, 1); /* no packet comes */
         }
         /* Issued: the copies go with it (msgpipe__w_tx_finish). */
         if (ndup > 0)
@@ -603,10 +656,12 @@ int msgpipe__w_send_ex(msgpipe *p, const unsigned char *hdr, size_t hlen,
     }
     memset(&p->tx_ov, 0, sizeof(p->tx_ov)); /* no event: see above */
     p->tx_len = (DWORD)total;
+    InterlockedExchange(&p->tx_seen, 0);
     if (!msgpipe__w32.WriteFile(p->h, src, (DWORD)total, NULL, &p->tx_ov)) {
         e = GetLastError();
         if (e != ERROR_IO_PENDING) {
-            rc = msgpipe__w_error(e); /* nothing of it was written */
+            InterlockedExchange(&p->tx_seen, 1); /* no packet comes */
+            rc = msgpipe__w_error(e);            /* nothing of it was written */
             if (!split)
                 goto not_sent;
             /* Withdraw the header if it is still there to withdraw (its
@@ -617,10 +672,11 @@ int msgpipe__w_send_ex(msgpipe *p, const unsigned char *hdr, size_t hlen,
             msgpipe__w_tx_finish(p, -1);
             return rc;
         }
+    } else if (p->tx_skip) {
+        InterlockedExchange(&p->tx_seen, 1); /* at once: no packet comes */
     }
-    /* Issued: from here on the message is committed.  Its completion (even
-     * one at once) is posted to the port, and decides the fate of the
-     * handle copies it carries (msgpipe__w_tx_finish). */
+    /* Issued: from here on the message is committed.  Its result decides
+     * the fate of the handle copies it carries (msgpipe__w_tx_finish). */
     if (!split) {
         if (ndup > 0)
             memcpy(p->tx_dup, dup, ndup * sizeof(dup[0]));
@@ -741,7 +797,11 @@ static int msgpipe__w_rx_arm(msgpipe *p, DWORD *err)
     DWORD e;
 
     memset(&p->arm_ov, 0, sizeof(p->arm_ov));
-    p->arm_ov.hEvent = MSGPIPE__W_NOPORT(p->ready_ev);
+    /* In a poller, the completion goes to the port as well, for the
+     * poller; otherwise to the event alone. */
+    p->arm_port = InterlockedCompareExchange(&p->pl_in, 0, 0) != 0;
+    p->arm_ov.hEvent =
+        p->arm_port ? p->ready_ev : MSGPIPE__W_NOPORT(p->ready_ev);
     /* ReadFile resets the event itself; resetting it first as well costs
      * little and does not depend on that.  It is never reset after the
      * read is issued, so a completion cannot be lost. */
@@ -835,7 +895,7 @@ static int msgpipe__w_rx_drain(msgpipe *p, uint64_t size, int64_t deadline);
 static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
                               int *empty)
 {
-    DWORD avail, left, err, w;
+    DWORD avail, left, err;
     int odd = 0, more = 0;
 
     *empty = 0;
@@ -849,18 +909,13 @@ static int msgpipe__w_rx_next(msgpipe *p, int64_t deadline, uint64_t *size,
         if (p->rx_state == MSGPIPE__W_RX_ARMED) {
             if (!msgpipe__w_ov_done(&p->arm_ov)) {
                 msgpipe__w_spin_rx(p, deadline);
-                w = msgpipe__w32.WaitForSingleObject(p->ready_ev,
-                                                     msgpipe__w_left(deadline));
-                if (w == WAIT_TIMEOUT) {
-                    /* Nothing came.  The read stays armed: ready_ev will
-                     * say when something does (the rule of
-                     * msgpipe_native_handle: receive until ETIMEDOUT, then
-                     * wait). */
-                    msgpipe__set_os_error(WAIT_TIMEOUT);
-                    return MSGPIPE_ETIMEDOUT;
-                }
-                if (w != WAIT_OBJECT_0)
-                    return msgpipe__w_error(GetLastError());
+                /* On ETIMEDOUT nothing came.  The read stays armed:
+                 * ready_ev will say when something does (the rule of
+                 * msgpipe_native_handle: receive until ETIMEDOUT, then
+                 * wait). */
+                int rc = msgpipe__w_wait_until(p->ready_ev, deadline);
+                if (rc != MSGPIPE_OK)
+                    return rc;
                 if (!msgpipe__w_ov_done(&p->arm_ov)) {
                     /* Not possible while armed (only the completion sets
                      * ready_ev); should it happen, reset and look again
@@ -1304,9 +1359,9 @@ static void msgpipe__w_rx_close_queued(msgpipe *p)
  * the next message, is received as this one (raw: a payload is never
  * unwrapped).
  */
-static int msgpipe__w_recv(msgpipe *p, unsigned char *buf, size_t cap,
-                           void **msg, size_t *len, msgpipe_native *h,
-                           size_t hcap, size_t *nh, int timeout_ms)
+static int msgpipe__w_recv_in(msgpipe *p, unsigned char *buf, size_t cap,
+                              void **msg, size_t *len, msgpipe_native *h,
+                              size_t hcap, size_t *nh, int timeout_ms)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms), now;
     unsigned char head[MSGPIPE__W_HDR_MAX], hbuf[MSGPIPE__W_HDR_MAX];
@@ -1478,6 +1533,25 @@ static int msgpipe__w_recv(msgpipe *p, unsigned char *buf, size_t cap,
     }
 }
 
+/*
+ * A pipe in a poller for MSGPIPE_POLLIN is left out of the poller's waits
+ * only while its zero-byte read is armed and reports to the port (its
+ * completion brings it back).  A receive that leaves it otherwise - it
+ * took a message and the next one may be there already, or it found one
+ * it could not deliver - has the poller look at it again.
+ */
+static int msgpipe__w_recv(msgpipe *p, unsigned char *buf, size_t cap,
+                           void **msg, size_t *len, msgpipe_native *h,
+                           size_t hcap, size_t *nh, int timeout_ms)
+{
+    int rc = msgpipe__w_recv_in(p, buf, cap, msg, len, h, hcap, nh, timeout_ms);
+
+    if (InterlockedCompareExchange(&p->pl_in, 0, 0) != 0 &&
+        (p->rx_state != MSGPIPE__W_RX_ARMED || !p->arm_port))
+        msgpipe__w_pl_touch(p, NULL);
+    return rc;
+}
+
 int msgpipe__b_recv(msgpipe *p, void *buf, size_t cap, size_t *len,
                     int timeout_ms)
 {
@@ -1507,6 +1581,24 @@ int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
 int msgpipe__w_pipe_in_ready(msgpipe *p, HANDLE *wait)
 {
     *wait = p->ready_ev;
+    return msgpipe__w_rx_ready(p);
+}
+
+int msgpipe__w_pipe_in_ready_port(msgpipe *p)
+{
+    DWORD n;
+
+    /* A read armed before the pipe joined its poller reports to the event
+     * alone: take it back (a zero-byte read consumes nothing unless it
+     * completes, and then it is harvested) and arm one for the port. */
+    if (p->rx_state == MSGPIPE__W_RX_ARMED && !p->arm_port &&
+        InterlockedCompareExchange(&p->pl_in, 0, 0) != 0) {
+        if (!msgpipe__w_ov_done(&p->arm_ov)) {
+            msgpipe__w32.CancelIoEx(p->h, &p->arm_ov);
+            msgpipe__w32.GetOverlappedResult(p->h, &p->arm_ov, &n, TRUE);
+        }
+        msgpipe__w_rx_harvest(p);
+    }
     return msgpipe__w_rx_ready(p);
 }
 
@@ -1583,9 +1675,9 @@ int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now)
 
     (void)now;
     if ((InterlockedCompareExchange(&p->tx_busy, 0, 0) == 0 ||
-         msgpipe__w_ov_done(&p->tx_ov)) &&
+         InterlockedCompareExchange(&p->tx_seen, 0, 0) != 0) &&
         (InterlockedCompareExchange(&p->tx_hbusy, 0, 0) == 0 ||
-         msgpipe__w_ov_done(&p->tx_hov)))
+         InterlockedCompareExchange(&p->tx_hseen, 0, 0) != 0))
         return 1;
     if (!msgpipe__w_pipe_info(p->h, &info))
         return 1;
