@@ -329,7 +329,7 @@ static void *next_send_main(void *arg)
     return NULL;
 }
 
-enum { EXITING_BIG = 256 * 1024 };
+enum { EXITING_BIG = 1024 * 1024 };
 
 /* Rounds of the tests below: each of the 25 delays 10 times, once under
  * the suite's valgrind run (which sets MSGPIPE_LOAD_MESSAGES). */

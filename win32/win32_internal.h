@@ -69,8 +69,10 @@
 #define MSGPIPE__W_MAGIC_LEN 16
 #define MSGPIPE__W_HDR 24
 #define MSGPIPE__W_HDR_MAX (MSGPIPE__W_HDR + 8 * MSGPIPE_MAX_HANDLES + 8)
-/* A message with handles larger than this in all is split (the size of
- * the buffer of the pipes msgpipe makes). */
+/* A message with handles larger than this in all is split: a quarter of
+ * the buffer of the pipes msgpipe makes (256 KiB), so that its header
+ * completes at once even when the buffer is partly full, and any foreign
+ * pipe with the seed's 64 KiB buffer is covered too. */
 #define MSGPIPE__W_SPLIT_MIN 65536
 
 /* States of a pipe's zero-byte "arm" read (see "Readiness" in

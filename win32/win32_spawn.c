@@ -19,7 +19,7 @@
 #ifdef MSGPIPE__W_BUFSIZE
 #define MSGPIPE__W_PAIR_BUFSIZE MSGPIPE__W_BUFSIZE
 #else
-#define MSGPIPE__W_PAIR_BUFSIZE 65536
+#define MSGPIPE__W_PAIR_BUFSIZE (256 * 1024)
 #endif
 
 /* Tries with a fresh random name should a name be taken. */
