@@ -505,6 +505,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fl = fcntl(sv[1], F_GETFL);
     fcntl(sv[1], F_SETFL, fl | O_NONBLOCK);
     r.wfd = sv[1];
+    memset(&o, 0, sizeof(o)); /* every field a later version adds: off */
     o.max_message = r.cfg.max_message;
     o.access = MSGPIPE_ACCESS_OWNER;
     o.pending = 1;
