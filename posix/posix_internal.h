@@ -43,6 +43,11 @@ struct msgpipe {
      * never uses them). */
     int fifo;
     int can_block; /* socket: blocking descriptor, MSG_DONTWAIT per call */
+    /* A tcp:// pipe (posix_tcp.c), with either transport; the peer's
+     * address as the system recorded it when the pipe was connected. */
+    int tcp;
+    struct sockaddr_storage tcp_peer;
+    socklen_t tcp_peer_len;
     pthread_mutex_t conn_lock;
     int connecting;
     void *conn;  /* the transport's connect state, or NULL */
@@ -104,6 +109,7 @@ struct msgpipe {
 
 struct msgpipe_server {
     int fd;      /* listening (socket) or reading requests (FIFO) */
+    int tcp;     /* a tcp:// server (posix_tcp.c), with either transport */
     int wake[2]; /* shutdown writes one byte to wake[1]; never drained */
     msgpipe__opts opts;
     msgpipe__name name;
@@ -172,6 +178,19 @@ int msgpipe__server_lock(msgpipe_server *s);
  * on close only if it is still that file. */
 int msgpipe__server_record_file(msgpipe_server *s);
 void msgpipe__server_remove_file(msgpipe_server *s);
+
+/* ---- TCP (posix_tcp.c), with either transport -------------------------- *
+ * Each transport hands tcp:// names and TCP servers and pipes (the tcp
+ * flags above) to these; its own hooks do the rest, as for a socket. */
+int msgpipe__tcp_listen(const msgpipe__name *name, const msgpipe__opts *o,
+                        msgpipe_server **out);
+int msgpipe__tcp_accept(msgpipe_server *s, int timeout_ms, msgpipe **out);
+int msgpipe__tcp_connect(const msgpipe__name *name, const msgpipe__opts *o,
+                         int timeout_ms, msgpipe **out);
+ssize_t msgpipe__tcp_writev(msgpipe *p, const struct iovec *iov, int cnt,
+                            int block);
+ssize_t msgpipe__tcp_readv(msgpipe *p, const struct iovec *iov, int cnt,
+                           int block);
 
 /* ---- Transport hooks (posix_socket.c or posix_fifo.c) ------------------ */
 

@@ -431,7 +431,8 @@ static unsigned msgpipe__entry_ready(msgpipe__pl_entry *e, unsigned fired_in,
         msgpipe_server *s = e->srv;
         if (msgpipe__server_is_shut(s))
             return MSGPIPE_POLLIN;
-        if ((fired_in || s->ready != NULL || msgpipe__t_server_ready(s)) &&
+        if ((fired_in || s->ready != NULL || msgpipe__t_server_ready(s) ||
+             s->opts.auth != NULL) &&
             msgpipe__server_probe(s))
             r |= MSGPIPE_POLLIN;
         return r;

@@ -239,6 +239,10 @@ int msgpipe__server_probe(msgpipe_server *s)
     msgpipe *p;
     int rc;
 
+    /* With an authkey a client is ready once its handshake is done: the
+     * handshakes keep it themselves (api/auth.c). */
+    if (s->opts.auth != NULL)
+        return msgpipe__auth_probe(s);
     if (s->ready != NULL)
         return 1;
     /* A readable descriptor is not enough: the client may be one that
@@ -249,6 +253,34 @@ int msgpipe__server_probe(msgpipe_server *s)
         return 1;
     }
     return rc != MSGPIPE_ETIMEDOUT; /* ESHUTDOWN, EMFILE: at once too */
+}
+
+int msgpipe__b_auth_wait(msgpipe_server *s, msgpipe *const *pipes, size_t n,
+                         int64_t deadline)
+{
+    struct pollfd pf[2 + 64];
+    size_t i, k = 2;
+    int rc;
+
+    if (s->held_fd >= 0 || msgpipe__t_server_ready(s))
+        return MSGPIPE_OK;
+    for (i = 0; i < n; i++)
+        if (msgpipe__rx_ready(pipes[i]))
+            return MSGPIPE_OK;
+    pf[0].fd = s->wake[0];
+    pf[1].fd = s->fd;
+    for (i = 0; i < n && k < sizeof(pf) / sizeof(pf[0]); i++)
+        pf[k++].fd = pipes[i]->fd;
+    for (i = 0; i < k; i++) {
+        pf[i].events = POLLIN;
+        pf[i].revents = 0;
+    }
+    rc = msgpipe__sys.poll(pf, (nfds_t)k, msgpipe__remaining(deadline));
+    if (rc < 0)
+        return errno == EINTR ? MSGPIPE_OK : msgpipe__from_errno(errno);
+    if (pf[0].revents != 0)
+        return MSGPIPE_ESHUTDOWN;
+    return rc == 0 ? MSGPIPE_ETIMEDOUT : MSGPIPE_OK;
 }
 
 void msgpipe__b_server_shutdown(msgpipe_server *s)
