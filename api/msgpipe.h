@@ -256,8 +256,9 @@ typedef struct msgpipe_options {
      * both sides, and nothing else passes.  It authenticates; it does not
      * encrypt.  The key is copied by msgpipe_listen() (a client uses it
      * only during msgpipe_connect()).  Ignored by msgpipe_pair() and
-     * msgpipe_spawn().  Without a cryptography library in the build
-     * (POSIX: OpenSSL's libcrypto) it is MSGPIPE_ENOTSUP.  Default
+     * msgpipe_spawn().  The HMAC is BCrypt's on Windows and OpenSSL's
+     * libcrypto on POSIX; a POSIX build without OpenSSL gives
+     * MSGPIPE_ENOTSUP for any authkey.  Default
      * NULL/0: no authentication; authkey_len 0 with a non-NULL authkey is
      * an empty key, as Python's b"". */
     const void *authkey;

@@ -502,6 +502,40 @@ static void test_auth_local_name_right_key_passes_wrong_key_eacces(void **state)
     msgpipe_server_close(srv);
 }
 
+/* On a local name (and so on Windows' named pipes too): a client that
+ * stays silent and one that sends a message longer than any handshake
+ * message do not keep the next client from being served. */
+static void test_auth_local_hostile_clients_do_not_hold_server(void **state)
+{
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    msgpipe *silent = NULL, *big = NULL, *c = NULL, *s = NULL;
+    static char junk[100000];
+    char name[96];
+    int64_t t0;
+    int src, rc;
+    (void)state;
+    if (!have_auth())
+        SUP_SKIP("built without a cryptography library");
+    sup_name(name, sizeof(name), "authhostile");
+    assert_rc(msgpipe_listen(name, with_key(&o, key_a), &srv), MSGPIPE_OK);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T_LONG, &silent), MSGPIPE_OK);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T_LONG, &big), MSGPIPE_OK);
+    assert_rc(msgpipe_send(big, junk, sizeof(junk), 0), MSGPIPE_OK);
+    t0 = sup_now_ms();
+    skip_refused = 1;
+    rc = auth_pair(srv, name, key_a, &src, &c, &s);
+    skip_refused = 0;
+    assert_rc(rc, MSGPIPE_OK);
+    assert_rc(src, MSGPIPE_OK);
+    assert_true(sup_now_ms() - t0 < MSGPIPE__AUTH_LIMIT_MS / 2);
+    msgpipe_close(c);
+    msgpipe_close(s);
+    msgpipe_close(silent);
+    msgpipe_close(big);
+    msgpipe_server_close(srv);
+}
+
 static void test_auth_client_without_key_is_not_served(void **state)
 {
     msgpipe_options o;
@@ -557,7 +591,8 @@ static void test_auth_poll_reports_server_after_handshake(void **state)
     (void)state;
     if (!have_auth())
         SUP_SKIP("built without a cryptography library");
-    srv = tcp_server(with_key(&o, key_a), name, sizeof(name));
+    sup_name(name, sizeof(name), "authpoll");
+    assert_rc(msgpipe_listen(name, with_key(&o, key_a), &srv), MSGPIPE_OK);
     memset(&it, 0, sizeof(it));
     it.server = srv;
     it.events = MSGPIPE_POLLIN;
@@ -583,6 +618,42 @@ static void test_auth_poll_reports_server_after_handshake(void **state)
     msgpipe_close(j.p);
     msgpipe_close(s);
     msgpipe_server_close(srv);
+}
+
+/* The system's HMAC gives the published answers (RFC 2104 and RFC 4231,
+ * key "Jefe"): the handshake is only as right as these. */
+static void test_auth_hmac_gives_known_answers(void **state)
+{
+    static const char data[] = "what do ya want for nothing?";
+    static const uint8_t md5[16] = {0x75, 0x0c, 0x78, 0x3e, 0x6a, 0xb0,
+                                    0xb5, 0x03, 0xea, 0xa8, 0x6e, 0x31,
+                                    0x0a, 0x5d, 0xb7, 0x38};
+    static const uint8_t sha256[32] = {
+        0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24,
+        0x26, 0x08, 0x95, 0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27,
+        0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
+    uint8_t out[MSGPIPE__HMAC_MAX], r1[40], r2[40];
+    size_t len = 0;
+    (void)state;
+    if (!have_auth())
+        SUP_SKIP("built without a cryptography library");
+    assert_rc(msgpipe__b_hmac("md5", (const uint8_t *)"Jefe", 4,
+                              (const uint8_t *)data, strlen(data), out, &len),
+              MSGPIPE_OK);
+    assert_int_equal(len, 16);
+    assert_memory_equal(out, md5, 16);
+    assert_rc(msgpipe__b_hmac("sha256", (const uint8_t *)"Jefe", 4,
+                              (const uint8_t *)data, strlen(data), out, &len),
+              MSGPIPE_OK);
+    assert_int_equal(len, 32);
+    assert_memory_equal(out, sha256, 32);
+    assert_rc(msgpipe__b_hmac("sha1", (const uint8_t *)"Jefe", 4,
+                              (const uint8_t *)data, strlen(data), out, &len),
+              MSGPIPE_ENOTSUP);
+    /* Two challenges' random bytes differ. */
+    assert_rc(msgpipe__b_random(r1, sizeof(r1)), MSGPIPE_OK);
+    assert_rc(msgpipe__b_random(r2, sizeof(r2)), MSGPIPE_OK);
+    assert_true(memcmp(r1, r2, sizeof(r1)) != 0);
 }
 
 static void test_auth_options_are_checked(void **state)
@@ -945,6 +1016,8 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_auth_tcp_right_key_passes_wrong_key_eacces_both),
         SUP_TEST(1, test_auth_local_name_right_key_passes_wrong_key_eacces),
         SUP_TEST(1, test_auth_client_without_key_is_not_served),
+        SUP_TEST(1, test_auth_local_hostile_clients_do_not_hold_server),
+        SUP_TEST(1, test_auth_hmac_gives_known_answers),
         SUP_TEST(1, test_auth_options_are_checked),
         SUP_TEST(1, test_auth_poll_reports_server_after_handshake),
 #ifndef _WIN32

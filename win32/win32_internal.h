@@ -236,6 +236,9 @@ int msgpipe__w_pipe_in_ready(msgpipe *p, HANDLE *wait);
 /* MSGPIPE_POLLIN on a server: a client waits, or it was shut down.  If not
  * ready, wait[0..1] are the events to wait on. */
 int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2]);
+/* The same before authentication: a connection waits for msgpipe__b_accept
+ * (what the authkey handshakes wait for, win32_crypto.c). */
+int msgpipe__w_srv_raw_ready(msgpipe_server *srv, HANDLE wait[2]);
 
 /* MSGPIPE_POLLOUT on a pipe: an estimate (see win32_stream.c), with no event
  * to wait on; now is msgpipe__now_ms().  If not ready, check again every
