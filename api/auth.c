@@ -301,7 +301,8 @@ void msgpipe__auth_free(struct msgpipe__auth *a)
 
 /* A new connection: send it our challenge and give it a slot, taking the
  * oldest handshake's when all are in use. */
-static void msgpipe__hs_start(struct msgpipe__auth *a, msgpipe *p)
+static void msgpipe__hs_start(msgpipe_server *srv, struct msgpipe__auth *a,
+                              msgpipe *p)
 {
     uint8_t msg[MSGPIPE__AUTH_MSG_MAX];
     msgpipe__hs *h;
@@ -325,6 +326,7 @@ static void msgpipe__hs_start(struct msgpipe__auth *a, msgpipe *p)
     h->step = MSGPIPE__HS_ANSWER;
     h->deadline = msgpipe__now_ms() + MSGPIPE__AUTH_LIMIT_MS;
     a->n++;
+    msgpipe__b_auth_watch(srv, p, 1);
 }
 
 /* Advance one handshake with what has arrived, without waiting.  Returns
@@ -398,7 +400,7 @@ static int msgpipe__auth_pass(msgpipe_server *srv, struct msgpipe__auth *a,
             break;
         if (rc != MSGPIPE_OK)
             return rc;
-        msgpipe__hs_start(a, p);
+        msgpipe__hs_start(srv, a, p);
     }
     now = msgpipe__now_ms();
     *next = -1;
@@ -406,6 +408,7 @@ static int msgpipe__auth_pass(msgpipe_server *srv, struct msgpipe__auth *a,
         msgpipe__hs *h = &a->hs[i];
         rc = msgpipe__hs_advance(o, h);
         if (rc == MSGPIPE_OK && result == MSGPIPE_ETIMEDOUT) {
+            msgpipe__b_auth_watch(srv, h->p, 0);
             *out = h->p;
             h->p = NULL;
             msgpipe__hs_drop(a, i);

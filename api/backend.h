@@ -329,6 +329,16 @@ int msgpipe__b_random(uint8_t *buf, size_t n);
 int msgpipe__b_auth_wait(msgpipe_server *srv, msgpipe *const *pipes, size_t n,
                          int64_t deadline);
 
+/* So that msgpipe_poll, the poller and the server's native handle wake up
+ * for a handshake's messages too: msgpipe__b_auth_setup prepares a server
+ * with an authkey (after msgpipe__b_listen; OK or an error, then the core
+ * closes the server), and msgpipe__b_auth_watch adds (on 1) or removes (on
+ * 0) a pipe in a handshake to what the server's readiness waits on.  A
+ * backend may do nothing (readiness then wakes for new connections only;
+ * docs/tcp.md). */
+int msgpipe__b_auth_setup(msgpipe_server *srv);
+void msgpipe__b_auth_watch(msgpipe_server *srv, msgpipe *p, int on);
+
 /* api/auth.c.  msgpipe__auth_client: the client's side (answer, then
  * deliver) on a new pipe, within the deadline; OK, EACCES (a key does not
  * match), EPROTO, ETIMEDOUT, ECLOSED, ENOTSUP.  msgpipe__auth_accept: an

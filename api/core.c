@@ -342,6 +342,14 @@ int msgpipe_listen(const char *name, const msgpipe_options *opt,
         msgpipe__free(o.allow_uids);
         msgpipe__auth_free(o.auth);
         msgpipe__free(o.authkey);
+        return rc;
+    }
+    if (o.auth != NULL) {
+        rc = msgpipe__b_auth_setup(*out);
+        if (rc != MSGPIPE_OK) {
+            msgpipe_server_close(*out);
+            *out = NULL;
+        }
     }
     return rc;
 }

@@ -766,7 +766,9 @@ MSGPIPE_EXTERN int msgpipe_native_handle(msgpipe *p, unsigned events,
  * msgpipe_server_close().  Counts as accepting on the server (Windows
  * may restart pending instances).  When it is ready, accept with timeout 0
  * until
- * MSGPIPE_ETIMEDOUT.  msgpipe_server_shutdown() is not reported through
+ * MSGPIPE_ETIMEDOUT.  With an authkey on Linux it is an epoll descriptor
+ * that is also readable when a handshake can go on (docs/tcp.md).
+ * msgpipe_server_shutdown() is not reported through
  * this handle (the loop that calls it knows); msgpipe_poll() does report
  * it.  Does not block.
  *

@@ -108,8 +108,12 @@ struct msgpipe {
 };
 
 struct msgpipe_server {
-    int fd;      /* listening (socket) or reading requests (FIFO) */
-    int tcp;     /* a tcp:// server (posix_tcp.c), with either transport */
+    int fd;  /* listening (socket) or reading requests (FIFO) */
+    int tcp; /* a tcp:// server (posix_tcp.c), with either transport */
+    /* With an authkey (Linux): an epoll set of fd and the pipes in a
+     * handshake, which is what readiness waits on (msgpipe__b_auth_setup);
+     * else -1. */
+    int auth_fd;
     int wake[2]; /* shutdown writes one byte to wake[1]; never drained */
     msgpipe__opts opts;
     msgpipe__name name;
@@ -153,6 +157,9 @@ void msgpipe__server_free(msgpipe_server *s);
 
 /* Wait for s->fd to be readable: OK, ESHUTDOWN (wins), or ETIMEDOUT. */
 int msgpipe__server_wait(msgpipe_server *s, int64_t deadline);
+
+/* What a wait for a server's readiness watches: auth_fd or fd. */
+int msgpipe__server_wait_fd(msgpipe_server *s);
 
 /* 1 once msgpipe_server_shutdown() was called (no waiting). */
 int msgpipe__server_is_shut(msgpipe_server *s);

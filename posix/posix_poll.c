@@ -59,7 +59,7 @@ static void msgpipe__poll_fill(msgpipe_pollitem *items, size_t n,
                 it->revents |= MSGPIPE_POLLIN;
             a->fd = it->server->wake[0];
             a->events = POLLIN;
-            b->fd = it->server->fd;
+            b->fd = msgpipe__server_wait_fd(it->server);
             b->events = POLLIN;
         } else if (it->pipe != NULL) {
             msgpipe *p = it->pipe;

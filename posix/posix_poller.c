@@ -557,7 +557,7 @@ int msgpipe__b_poller_add(msgpipe_poller *pl, msgpipe *p, msgpipe_server *srv,
         e->slot[0].fd = p->fd;
         e->slot[1].fd = p->wfd != p->fd ? p->wfd : -1;
     } else {
-        e->slot[0].fd = srv->fd;
+        e->slot[0].fd = msgpipe__server_wait_fd(srv);
         e->slot[1].fd = srv->wake[0];
     }
     pthread_mutex_lock(&pl->lock);

@@ -19,6 +19,12 @@
 #include <unistd.h>
 #endif
 
+#ifdef __linux__
+#define MPT_LINUX 1
+#else
+#define MPT_LINUX 0
+#endif
+
 static const char key_a[] = "secret key A";
 static const char key_b[] = "another key";
 
@@ -656,6 +662,66 @@ static void test_auth_hmac_gives_known_answers(void **state)
     assert_true(memcmp(r1, r2, sizeof(r1)) != 0);
 }
 
+/* A wait without a short timeout - the poller's, msgpipe_poll's - wakes
+ * up for the handshake's messages, not only for the new connection, and
+ * reports the server once the client is authenticated (Linux: the
+ * server's epoll set). */
+static void auth_wait_case(int use_poller)
+{
+    msgpipe_options o;
+    msgpipe_server *srv = NULL;
+    msgpipe *s = NULL;
+    msgpipe_poller *pl = NULL;
+    msgpipe_pollitem it;
+    msgpipe_event ev[4];
+    connect_job j;
+    sup_thread *t;
+    char name[96];
+    int rc;
+
+    if (!have_auth())
+        SUP_SKIP("built without a cryptography library");
+    sup_name(name, sizeof(name), use_poller ? "authpl" : "authpw");
+    assert_rc(msgpipe_listen(name, with_key(&o, key_a), &srv), MSGPIPE_OK);
+    memset(&j, 0, sizeof(j));
+    j.name = name;
+    if (use_poller) {
+        assert_rc(msgpipe_poller_new(&pl), MSGPIPE_OK);
+        assert_rc(msgpipe_poller_add(pl, NULL, srv, MSGPIPE_POLLIN, srv),
+                  MSGPIPE_OK);
+    }
+    t = sup_thread_start(connect_thread, &j);
+    if (use_poller) {
+        rc = msgpipe_poller_wait(pl, ev, 4, 10000);
+        assert_rc(rc, 1);
+        assert_ptr_equal(ev[0].server, srv);
+    } else {
+        memset(&it, 0, sizeof(it));
+        it.server = srv;
+        it.events = MSGPIPE_POLLIN;
+        assert_rc(msgpipe_poll(&it, 1, 10000), 1);
+    }
+    assert_rc(msgpipe_accept(srv, 0, &s), MSGPIPE_OK);
+    sup_thread_join(t);
+    assert_rc(j.rc, MSGPIPE_OK);
+    msgpipe_poller_close(pl);
+    msgpipe_close(j.p);
+    msgpipe_close(s);
+    msgpipe_server_close(srv);
+}
+
+static void test_auth_poller_wakes_for_the_handshake(void **state)
+{
+    (void)state;
+    auth_wait_case(1);
+}
+
+static void test_auth_poll_wakes_for_the_handshake(void **state)
+{
+    (void)state;
+    auth_wait_case(0);
+}
+
 static void test_auth_options_are_checked(void **state)
 {
     msgpipe_options o;
@@ -1020,6 +1086,8 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_auth_hmac_gives_known_answers),
         SUP_TEST(1, test_auth_options_are_checked),
         SUP_TEST(1, test_auth_poll_reports_server_after_handshake),
+        SUP_TEST(MPT_LINUX, test_auth_poller_wakes_for_the_handshake),
+        SUP_TEST(MPT_LINUX, test_auth_poll_wakes_for_the_handshake),
 #ifndef _WIN32
         SUP_TEST(1, test_auth_silent_client_does_not_hold_server),
         SUP_TEST(1, test_auth_garbage_client_does_not_hold_server),

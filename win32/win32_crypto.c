@@ -93,6 +93,21 @@ int msgpipe__b_random(uint8_t *buf, size_t n)
     return MSGPIPE_OK;
 }
 
+/* The server's readiness (msgpipe__w_srv_ready) asks the handshakes
+ * themselves; its events wake for new connections only (docs/tcp.md). */
+int msgpipe__b_auth_setup(msgpipe_server *srv)
+{
+    (void)srv;
+    return MSGPIPE_OK;
+}
+
+void msgpipe__b_auth_watch(msgpipe_server *srv, msgpipe *p, int on)
+{
+    (void)srv;
+    (void)p;
+    (void)on;
+}
+
 /* More pipes than one wait can hold are looked at again every tick. */
 #define MSGPIPE__W_AUTH_TICK_MS 10
 
