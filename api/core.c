@@ -229,9 +229,6 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
             return MSGPIPE_EINVAL;
         o->allow_unauthenticated = opt->allow_unauthenticated;
     }
-    /* Last, so that a bad value is EINVAL on every build. */
-    if (o->authkey != NULL && !msgpipe__b_crypto_ok())
-        return MSGPIPE_ENOTSUP;
     return MSGPIPE_OK;
 }
 
@@ -300,6 +297,10 @@ int msgpipe_listen(const char *name, const msgpipe_options *opt,
     rc = msgpipe__name_get(name, &n);
     if (rc != MSGPIPE_OK)
         return rc;
+    /* After every option is checked, so that a bad value is EINVAL on
+     * every build. */
+    if (o.authkey != NULL && !msgpipe__b_crypto_ok())
+        return MSGPIPE_ENOTSUP;
     if (n.kind == MSGPIPE__NAME_TCP) {
         if (!msgpipe__backend.has_tcp)
             return MSGPIPE_ENOTSUP;
@@ -449,6 +450,8 @@ int msgpipe_connect(const char *name, const msgpipe_options *opt,
     if (rc != MSGPIPE_OK)
         return rc;
     if (n.kind == MSGPIPE__NAME_TCP && !msgpipe__backend.has_tcp)
+        return MSGPIPE_ENOTSUP;
+    if (o.authkey != NULL && !msgpipe__b_crypto_ok())
         return MSGPIPE_ENOTSUP;
     deadline = msgpipe__deadline(timeout_ms);
     rc = msgpipe__b_connect(&n, &o, timeout_ms, out);
