@@ -1024,6 +1024,59 @@ static void test_py_auth_wrong_key_eacces_and_authentication_error(void **s)
     py_client_case(key_b, key_a, "py312", 0, MSGPIPE_EACCES);
 }
 
+/* A key on one side only, each way round, against Python. */
+static void test_py_auth_key_on_one_side_only_is_refused(void **state)
+{
+    msgpipe_options o;
+    msgpipe_server *srv;
+    msgpipe *p = NULL;
+    sup_proc *child;
+    char name[96], port[16], buf[64];
+    size_t len;
+    (void)state;
+    if (!have_auth())
+        SUP_SKIP("built without a cryptography library");
+    /* Python's Listener without a key: no challenge ever comes. */
+    child = py_server(NULL, "native", "eof", name, sizeof(name));
+    assert_rc(msgpipe_connect(name, with_key(&o, key_a), 1000, &p),
+              MSGPIPE_ETIMEDOUT);
+    assert_null(p);
+    assert_int_equal(sup_proc_wait(child), 0);
+    /* Python's Listener with a key, msgpipe without: the challenge comes
+     * as a message, and anything but the answer is refused. */
+    child = py_server(key_a, "native", "autherror", name, sizeof(name));
+    assert_rc(msgpipe_connect(name, NULL, SUP_T_LONG, &p), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(p, buf, sizeof(buf), &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_true(len > 11 && memcmp(buf, "#CHALLENGE#", 11) == 0);
+    assert_rc(msgpipe_send(p, "x", 1, SUP_T_LONG), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(p, buf, sizeof(buf), &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(len, 9);
+    assert_memory_equal(buf, "#FAILURE#", 9);
+    msgpipe_close(p);
+    assert_int_equal(sup_proc_wait(child), 0);
+    /* Python's Client with a key, a msgpipe server without: Python
+     * refuses the first message, which is no challenge. */
+    srv = tcp_server(NULL, name, sizeof(name));
+    snprintf(port, sizeof(port), "%d", port_of(name));
+    child = py_start("client", port, key_a, "native", "autherror");
+    assert_rc(msgpipe_accept(srv, SUP_T_LONG, &p), MSGPIPE_OK);
+    assert_rc(msgpipe_send(p, "", 0, SUP_T_LONG), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(p, buf, sizeof(buf), &len, SUP_T_LONG),
+              MSGPIPE_ECLOSED);
+    msgpipe_close(p);
+    assert_int_equal(sup_proc_wait(child), 0);
+    msgpipe_server_close(srv);
+    /* Python's Client without a key, a msgpipe server with one: refused
+     * (EACCES), Python sees #FAILURE#. */
+    srv = tcp_server(with_key(&o, key_a), name, sizeof(name));
+    snprintf(port, sizeof(port), "%d", port_of(name));
+    child = py_start("client", port, NULL, "native", "challenged");
+    assert_rc(msgpipe_accept(srv, SUP_T_LONG, &p), MSGPIPE_EACCES);
+    assert_null(p);
+    assert_int_equal(sup_proc_wait(child), 0);
+    msgpipe_server_close(srv);
+}
+
 /* Python 3.11 and older speak only HMAC-MD5: refused with no_md5. */
 static void test_py_auth_no_md5_refuses_legacy_python(void **state)
 {
@@ -1099,6 +1152,7 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_py_auth_client_right_key_both_protocols),
         SUP_TEST(1, test_py_auth_wrong_key_eacces_and_authentication_error),
         SUP_TEST(1, test_py_auth_no_md5_refuses_legacy_python),
+        SUP_TEST(1, test_py_auth_key_on_one_side_only_is_refused),
         SUP_TEST(1, test_py_auth_unix_socket_listener),
 #endif
     };
