@@ -169,6 +169,23 @@ static void test_tcp_peer_and_peer_user_are_enotsup(void **state)
     assert_int_equal(len, strlen(name) + 1);
     msgpipe_close(c);
     msgpipe_close(s);
+    /* Checks by user cannot be made across a network. */
+    {
+        msgpipe_options o;
+        msgpipe_server *two = NULL;
+        const int64_t uid = 0;
+        msgpipe_options_init(&o);
+        o.require_same_user = 1;
+        c = NULL;
+        assert_rc(msgpipe_connect(name, &o, SUP_T_LONG, &c), MSGPIPE_ENOTSUP);
+        assert_null(c);
+        msgpipe_options_init(&o);
+        o.allow_uids = &uid;
+        o.n_allow_uids = 1;
+        assert_rc(msgpipe_listen("tcp://127.0.0.1:0", &o, &two),
+                  MSGPIPE_ENOTSUP);
+        assert_null(two);
+    }
     msgpipe_server_close(srv);
 }
 
