@@ -10,7 +10,9 @@
  * besides listen, accept, connect and peer identity.  posix_security.c
  * (the twin of win32/win32_security.c) gives the modes that carry the
  * access option, and the peer's user for msgpipe_peer_user and
- * require_same_user.
+ * require_same_user.  posix_tcp.c makes tcp:// servers and pipes with
+ * either transport, and posix_crypto.c gives the authkey handshake
+ * (api/auth.c) its HMAC and random bytes.
  */
 #ifndef MSGPIPE_POSIX_INTERNAL_H
 #define MSGPIPE_POSIX_INTERNAL_H

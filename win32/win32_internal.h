@@ -24,6 +24,8 @@
  *                     msgpipe_from_parent) and the handles that travel
  *                     with messages: the peer's process, whether it runs
  *                     as this user, DuplicateHandle.
+ *   win32_crypto.c    authkey's HMAC and random bytes (BCrypt) and the
+ *                     wait of a server's handshakes (posix_crypto.c).
  *
  * Dependencies go one way: win32_stream.c uses nothing of the others but
  * msgpipe__w_peer_trusted (win32_spawn.c), which its receive asks before it
