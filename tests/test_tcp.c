@@ -840,6 +840,72 @@ static void test_auth_2gib_length_does_not_hold_server(void **state)
     hostile_then_good(1, longform, sizeof(longform));
 }
 
+/* A handshake that stalls does not stretch the accept's own timeout. */
+static void
+test_auth_accept_keeps_its_timeout_while_a_handshake_stalls(void **state)
+{
+    msgpipe_options o;
+    msgpipe_server *srv;
+    msgpipe *s = NULL;
+    char name[96];
+    int64_t t0, took;
+    int fd;
+    (void)state;
+    if (!have_auth())
+        SUP_SKIP("built without a cryptography library");
+    srv = tcp_server(with_key(&o, key_a), name, sizeof(name));
+    fd = raw_connect(port_of(name));
+    t0 = sup_now_ms();
+    assert_rc(msgpipe_accept(srv, 300, &s), MSGPIPE_ETIMEDOUT);
+    took = sup_now_ms() - t0;
+    assert_true(took >= 250);
+    assert_true(took < MSGPIPE__AUTH_LIMIT_MS);
+    assert_null(s);
+    close(fd);
+    msgpipe_server_close(srv);
+}
+
+/* Clients that announce messages of 60 MiB (within max_message) and send
+ * part of them cost the server no memory: each is dropped at its header. */
+static void test_auth_announced_large_messages_cost_no_memory(void **state)
+{
+    static unsigned char junk[65536];
+    msgpipe_options o;
+    msgpipe_server *srv;
+    msgpipe *c = NULL, *s = NULL;
+    char name[96];
+    int fds[8], i, src, rc;
+    long before, after;
+    (void)state;
+    if (!have_auth())
+        SUP_SKIP("built without a cryptography library");
+    before = sup_heap_kib();
+    if (before < 0)
+        SUP_SKIP("this allocator does not tell its heap size");
+    srv = tcp_server(with_key(&o, key_a), name, sizeof(name));
+    junk[0] = 0x03; /* 0x03c00000 bytes: 60 MiB */
+    junk[1] = 0xc0;
+    for (i = 0; i < 8; i++) {
+        fds[i] = raw_connect(port_of(name));
+        /* What fits in the socket buffers; the rest is not waited for. */
+        (void)send(fds[i], junk, sizeof(junk), MSG_DONTWAIT);
+    }
+    skip_refused = 1;
+    rc = auth_pair(srv, name, key_a, &src, &c, &s);
+    skip_refused = 0;
+    assert_rc(rc, MSGPIPE_OK);
+    assert_rc(src, MSGPIPE_OK);
+    after = sup_heap_kib();
+    /* 8 x 60 MiB announced, 8 x 64 KiB sent: the two pipes and the
+     * server hold a few KiB. */
+    assert_true(after - before < 256);
+    msgpipe_close(c);
+    msgpipe_close(s);
+    for (i = 0; i < 8; i++)
+        close(fds[i]);
+    msgpipe_server_close(srv);
+}
+
 static void test_auth_flood_of_connections_does_not_hold_server(void **state)
 {
     (void)state;
@@ -1163,6 +1229,9 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_auth_garbage_client_does_not_hold_server),
         SUP_TEST(1, test_auth_2gib_length_does_not_hold_server),
         SUP_TEST(1, test_auth_flood_of_connections_does_not_hold_server),
+        SUP_TEST(1,
+                 test_auth_accept_keeps_its_timeout_while_a_handshake_stalls),
+        SUP_TEST(1, test_auth_announced_large_messages_cost_no_memory),
         SUP_TEST(1, test_py_tcp_listener_and_msgpipe_client_no_key),
         SUP_TEST(1, test_py_tcp_client_and_msgpipe_server_no_key),
         SUP_TEST(1, test_py_auth_listener_right_key_both_protocols),
