@@ -11,6 +11,11 @@
  *                  sandboxes without AF_UNIX sockets
  *                  (MSGPIPE_POSIX_TRANSPORT=fifo).
  *
+ * Beyond one machine, names "tcp://HOST:PORT" carry the same pipes over TCP
+ * (POSIX backends, either transport), and msgpipe_options.authkey makes
+ * both ends prove a shared secret first (every backend) - both exactly as
+ * Python's multiprocessing.connection does them (docs/tcp.md).
+ *
  * Model
  * -----
  * A server listens on a name.  Each msgpipe_accept() yields one pipe: a duplex,
