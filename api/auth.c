@@ -299,6 +299,25 @@ void msgpipe__auth_free(struct msgpipe__auth *a)
     msgpipe__free(a);
 }
 
+/* Make room for one more: drop the oldest handshake still running (never
+ * a client already authenticated).  0, or -1 if every slot holds an
+ * authenticated client waiting for msgpipe_accept(). */
+static int msgpipe__hs_room(struct msgpipe__auth *a)
+{
+    size_t i, old = a->n;
+
+    if (a->n < MSGPIPE__AUTH_SLOTS)
+        return 0;
+    for (i = 0; i < a->n; i++)
+        if (a->hs[i].step != MSGPIPE__HS_DONE &&
+            (old == a->n || a->hs[i].deadline < a->hs[old].deadline))
+            old = i;
+    if (old == a->n)
+        return -1;
+    msgpipe__hs_drop(a, old);
+    return 0;
+}
+
 /* A new connection: send it our challenge and give it a slot, taking the
  * oldest handshake's when all are in use. */
 static void msgpipe__hs_start(msgpipe_server *srv, struct msgpipe__auth *a,
@@ -306,13 +325,11 @@ static void msgpipe__hs_start(msgpipe_server *srv, struct msgpipe__auth *a,
 {
     uint8_t msg[MSGPIPE__AUTH_MSG_MAX];
     msgpipe__hs *h;
-    size_t len, i, old = 0;
+    size_t len;
 
-    if (a->n == MSGPIPE__AUTH_SLOTS) {
-        for (i = 1; i < a->n; i++)
-            if (a->hs[i].deadline < a->hs[old].deadline)
-                old = i;
-        msgpipe__hs_drop(a, old);
+    if (msgpipe__hs_room(a) != 0) {
+        msgpipe__b_close(p); /* the accept loop has enough waiting */
+        return;
     }
     h = &a->hs[a->n];
     memset(h, 0, sizeof(*h));
@@ -485,9 +502,12 @@ int msgpipe__auth_probe(msgpipe_server *srv)
     if (rc == MSGPIPE_ETIMEDOUT)
         return 0;
     if (rc == MSGPIPE_OK) {
-        /* Back into a slot, marked done, for the next accept. */
-        if (a->n == MSGPIPE__AUTH_SLOTS)
-            msgpipe__hs_drop(a, 0);
+        /* Back into a slot, marked done, for the next accept (its own
+         * slot is free: the pass took it out). */
+        if (msgpipe__hs_room(a) != 0) {
+            msgpipe__b_close(p);
+            return 0;
+        }
         memset(&a->hs[a->n], 0, sizeof(a->hs[a->n]));
         a->hs[a->n].p = p;
         a->hs[a->n].step = MSGPIPE__HS_DONE;

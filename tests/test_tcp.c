@@ -906,6 +906,51 @@ static void test_auth_announced_large_messages_cost_no_memory(void **state)
     msgpipe_server_close(srv);
 }
 
+/* A flood takes the slots of handshakes still running, never that of a
+ * client already authenticated and waiting for msgpipe_accept(). */
+static void test_auth_flood_does_not_evict_an_authenticated_client(void **s_)
+{
+    msgpipe_options o;
+    msgpipe_server *srv;
+    msgpipe *s = NULL;
+    msgpipe_pollitem it;
+    connect_job j;
+    sup_thread *t;
+    char name[96], buf[8];
+    size_t len;
+    int fds[100], i, rc = MSGPIPE_ETIMEDOUT;
+    (void)s_;
+    if (!have_auth())
+        SUP_SKIP("built without a cryptography library");
+    with_key(&o, key_a);
+    o.pending = 128;
+    srv = tcp_server(&o, name, sizeof(name));
+    memset(&j, 0, sizeof(j));
+    j.name = name;
+    t = sup_thread_start(connect_thread, &j);
+    /* Polling runs the handshake and keeps the client for the accept. */
+    memset(&it, 0, sizeof(it));
+    it.server = srv;
+    it.events = MSGPIPE_POLLIN;
+    for (i = 0; i < 3000 && rc != 1; i++)
+        rc = msgpipe_poll(&it, 1, 20);
+    assert_rc(rc, 1);
+    sup_thread_join(t);
+    assert_rc(j.rc, MSGPIPE_OK);
+    for (i = 0; i < 100; i++)
+        fds[i] = raw_connect(port_of(name));
+    sup_sleep_ms(100); /* all of them queued at the server */
+    assert_rc(msgpipe_accept(srv, SUP_T_LONG, &s), MSGPIPE_OK);
+    assert_rc(msgpipe_send(j.p, "me", 2, SUP_T_LONG), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(s, buf, sizeof(buf), &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(len, 2);
+    msgpipe_close(j.p);
+    msgpipe_close(s);
+    for (i = 0; i < 100; i++)
+        close(fds[i]);
+    msgpipe_server_close(srv);
+}
+
 static void test_auth_flood_of_connections_does_not_hold_server(void **state)
 {
     (void)state;
@@ -1229,6 +1274,7 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_auth_garbage_client_does_not_hold_server),
         SUP_TEST(1, test_auth_2gib_length_does_not_hold_server),
         SUP_TEST(1, test_auth_flood_of_connections_does_not_hold_server),
+        SUP_TEST(1, test_auth_flood_does_not_evict_an_authenticated_client),
         SUP_TEST(1,
                  test_auth_accept_keeps_its_timeout_while_a_handshake_stalls),
         SUP_TEST(1, test_auth_announced_large_messages_cost_no_memory),
