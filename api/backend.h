@@ -44,6 +44,18 @@ typedef struct msgpipe__opts {
     /* msgpipe_options.spin_us: 0 (no spin) to MSGPIPE__SPIN_US_MAX.  Each
      * backend keeps it per pipe and spins in its own waits. */
     int spin_us;
+    /* authkey (Python's challenge-response, api/auth.c): a server's own
+     * copy (freed by the core with allow_uids), or during
+     * msgpipe__b_connect the caller's bytes; NULL for none.  no_md5:
+     * refuse the HMAC-MD5 forms.  allow_unauthenticated: a tcp:// server
+     * on an address other than loopback may start without an authkey. */
+    uint8_t *authkey;
+    size_t authkey_len;
+    int no_md5;
+    int allow_unauthenticated;
+    /* A server with an authkey: its handshakes in progress (api/auth.c),
+     * owned by the server, freed by the core. */
+    struct msgpipe__auth *auth;
 } msgpipe__opts;
 
 #define MSGPIPE__SPIN_US_MAX 1000000
@@ -51,7 +63,8 @@ typedef struct msgpipe__opts {
 enum msgpipe__name_kind {
     MSGPIPE__NAME_PATH = 1,     /* a file system path (POSIX) */
     MSGPIPE__NAME_ABSTRACT = 2, /* Linux abstract namespace; sys[0] is '@' */
-    MSGPIPE__NAME_WIN32 = 3     /* \\.\pipe\NAME (UTF-8) */
+    MSGPIPE__NAME_WIN32 = 3,    /* \\.\pipe\NAME (UTF-8) */
+    MSGPIPE__NAME_TCP = 4       /* tcp://HOST:PORT: sys is HOST, port */
 };
 
 /* Longest system name the core produces, in bytes, without the NUL. */
@@ -62,6 +75,10 @@ typedef struct msgpipe__name {
     int kind;
     size_t len;
     char sys[MSGPIPE__NAME_MAX + 1];
+    /* MSGPIPE__NAME_TCP: the port (0-65535); sys is the host without the
+     * brackets of an IPv6 literal, which is_ipv6 then marks. */
+    int port;
+    int is_ipv6;
 } msgpipe__name;
 
 /* What a backend tells the core about names. */
@@ -74,6 +91,7 @@ typedef struct msgpipe__backend_info {
     int abstract_names;  /* 1 if "@NAME" is supported */
     int default_pending; /* default for msgpipe_options.pending */
     int has_uids;        /* 1 if msgpipe__b_peer reports uids */
+    int has_tcp;         /* 1 if tcp://HOST:PORT names work */
 } msgpipe__backend_info;
 
 /* ---- Memory ------------------------------------------------------------ */
@@ -283,6 +301,69 @@ int msgpipe__b_send_handles(msgpipe *p, const void *msg, size_t len,
 int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
                             msgpipe_native *h, size_t hcap, size_t *nh,
                             int timeout_ms);
+
+/* ---- TCP and authentication -------------------------------------------- */
+
+/* The text msgpipe_server_address / msgpipe_peer_address give back:
+ * "tcp://HOST:PORT" of a TCP server or pipe's peer ("tcp://[::1]:80"
+ * for IPv6).  ENOTSUP for what is not TCP.  The core has checked the
+ * arguments and set *len to 0; hand the text back with msgpipe__put_text. */
+int msgpipe__b_server_address(msgpipe_server *srv, char *buf, size_t cap,
+                              size_t *len);
+int msgpipe__b_peer_address(msgpipe *p, char *buf, size_t cap, size_t *len);
+
+/* Cryptography from the system's libraries (posix/posix_crypto.c with
+ * OpenSSL's libcrypto, win32/win32_crypto.c with BCrypt).
+ * msgpipe__b_crypto_ok: 1 if HMAC is available (else authkey is ENOTSUP).
+ * msgpipe__b_hmac: HMAC of data with key; digest is a name Python's
+ * multiprocessing.connection allows ("md5", "sha256", "sha384",
+ * "sha3_256", "sha3_384"); out gets *out_len (<= 64) bytes; ENOTSUP for a
+ * digest the library lacks.  msgpipe__b_random: n bytes from the system's
+ * random number generator (getrandom, /dev/urandom, BCryptGenRandom). */
+#define MSGPIPE__HMAC_MAX 64
+int msgpipe__b_crypto_ok(void);
+int msgpipe__b_hmac(const char *digest, const uint8_t *key, size_t key_len,
+                    const uint8_t *data, size_t n,
+                    uint8_t out[MSGPIPE__HMAC_MAX], size_t *out_len);
+int msgpipe__b_random(uint8_t *buf, size_t n);
+
+/* For the server side of the handshake (api/auth.c): wait until the
+ * deadline for srv to have a connection for msgpipe__b_accept (or to be
+ * shut down: ESHUTDOWN), or for one of pipes[0..n) to have input.
+ * Accepts and receives nothing.  OK means "look again", not a promise. */
+int msgpipe__b_auth_wait(msgpipe_server *srv, msgpipe *const *pipes, size_t n,
+                         int64_t deadline);
+
+/* So that msgpipe_poll, the poller and the server's native handle wake up
+ * for a handshake's messages too: msgpipe__b_auth_setup prepares a server
+ * with an authkey (after msgpipe__b_listen; OK or an error, then the core
+ * closes the server), and msgpipe__b_auth_watch adds (on 1) or removes (on
+ * 0) a pipe in a handshake to what the server's readiness waits on.  A
+ * backend may do nothing (readiness then wakes for new connections only;
+ * docs/tcp.md). */
+int msgpipe__b_auth_setup(msgpipe_server *srv);
+void msgpipe__b_auth_watch(msgpipe_server *srv, msgpipe *p, int on);
+
+/* api/auth.c.  msgpipe__auth_client: the client's side (answer, then
+ * deliver) on a new pipe, within the deadline; OK, EACCES (a key does not
+ * match), EPROTO, ETIMEDOUT, ECLOSED, ENOTSUP.  msgpipe__auth_accept: an
+ * accept on a server with an authkey: new connections are accepted and
+ * their handshakes run side by side, each for at most
+ * MSGPIPE__AUTH_LIMIT_MS; the first that completes is returned; one
+ * whose key does not match is closed and reported as EACCES.
+ * msgpipe__auth_probe: msgpipe_poll's question, "would an accept with
+ * timeout 0 return at once?", advancing the handshakes without waiting.
+ * msgpipe__auth_free: close every connection still in a handshake. */
+#define MSGPIPE__AUTH_LIMIT_MS 10000
+int msgpipe__auth_client(msgpipe *p, const msgpipe__opts *o, int64_t deadline);
+int msgpipe__auth_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out);
+int msgpipe__auth_probe(msgpipe_server *srv);
+struct msgpipe__auth *msgpipe__auth_new(void);
+void msgpipe__auth_free(struct msgpipe__auth *a);
+
+/* The accept of msgpipe_accept() without authentication: msgpipe__b_accept
+ * and the allow_uids check (api/core.c). */
+int msgpipe__accept_plain(msgpipe_server *srv, int timeout_ms, msgpipe **out);
 
 /* ---- The poller ----------------------------------------------------------
  * msgpipe_poller_*; the core has checked pl (non-NULL), that exactly one

@@ -137,6 +137,10 @@ void msgpipe_options_init_size(msgpipe_options *opt, size_t opt_size)
     d.sddl = NULL;
     d.require_same_user = 0;
     d.spin_us = 0;
+    d.authkey = NULL;
+    d.authkey_len = 0;
+    d.authkey_no_md5 = 0;
+    d.allow_unauthenticated = 0;
     msgpipe__init_struct(opt, opt_size, &d, sizeof(d));
 }
 
@@ -153,6 +157,11 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
     o->sddl = NULL;
     o->require_same_user = 0;
     o->spin_us = 0;
+    o->authkey = NULL;
+    o->authkey_len = 0;
+    o->no_md5 = 0;
+    o->allow_unauthenticated = 0;
+    o->auth = NULL;
     if (opt == NULL)
         return MSGPIPE_OK;
     if (opt->struct_size < sizeof(uint32_t) ||
@@ -210,6 +219,23 @@ static int msgpipe__opts_get(const msgpipe_options *opt, msgpipe__opts *o)
         if (opt->spin_us < 0 || opt->spin_us > MSGPIPE__SPIN_US_MAX)
             return MSGPIPE_EINVAL;
         o->spin_us = (int)opt->spin_us;
+    }
+    /* Only pointed to here; msgpipe_listen() makes the copy. */
+    if (MSGPIPE__HAS(opt, authkey_len) && opt->authkey != NULL) {
+        o->authkey = (uint8_t *)opt->authkey;
+        o->authkey_len = opt->authkey_len;
+    } else if (MSGPIPE__HAS(opt, authkey_len) && opt->authkey_len > 0) {
+        return MSGPIPE_EINVAL; /* a length without the bytes */
+    }
+    if (MSGPIPE__HAS(opt, authkey_no_md5)) {
+        if (opt->authkey_no_md5 != 0 && opt->authkey_no_md5 != 1)
+            return MSGPIPE_EINVAL;
+        o->no_md5 = opt->authkey_no_md5;
+    }
+    if (MSGPIPE__HAS(opt, allow_unauthenticated)) {
+        if (opt->allow_unauthenticated != 0 && opt->allow_unauthenticated != 1)
+            return MSGPIPE_EINVAL;
+        o->allow_unauthenticated = opt->allow_unauthenticated;
     }
     return MSGPIPE_OK;
 }
@@ -279,19 +305,61 @@ int msgpipe_listen(const char *name, const msgpipe_options *opt,
     rc = msgpipe__name_get(name, &n);
     if (rc != MSGPIPE_OK)
         return rc;
+    /* After every option is checked, so that a bad value is EINVAL on
+     * every build. */
+    if (o.authkey != NULL && !msgpipe__b_crypto_ok())
+        return MSGPIPE_ENOTSUP;
+    if (n.kind == MSGPIPE__NAME_TCP) {
+        if (!msgpipe__backend.has_tcp)
+            return MSGPIPE_ENOTSUP;
+        /* No system tells a user id across a network. */
+        if (o.n_allow_uids > 0)
+            return MSGPIPE_ENOTSUP;
+    }
+    if (o.authkey != NULL) {
+        const uint8_t *key = o.authkey;
+        /* One byte more, so that an empty key is not malloc(0). */
+        o.authkey = (uint8_t *)msgpipe__malloc(o.authkey_len + 1);
+        if (o.authkey == NULL)
+            return MSGPIPE_ENOMEM;
+        memcpy(o.authkey, key, o.authkey_len);
+        o.auth = msgpipe__auth_new();
+        if (o.auth == NULL) {
+            msgpipe__free(o.authkey);
+            return MSGPIPE_ENOMEM;
+        }
+    }
     if (o.n_allow_uids > 0) {
         const int64_t *src = o.allow_uids;
+        o.allow_uids = NULL;
         if (o.n_allow_uids > SIZE_MAX / sizeof(int64_t))
-            return MSGPIPE_EINVAL;
-        o.allow_uids =
-            (int64_t *)msgpipe__malloc(o.n_allow_uids * sizeof(int64_t));
-        if (o.allow_uids == NULL)
-            return MSGPIPE_ENOMEM;
+            rc = MSGPIPE_EINVAL;
+        else
+            o.allow_uids =
+                (int64_t *)msgpipe__malloc(o.n_allow_uids * sizeof(int64_t));
+        if (o.allow_uids == NULL && rc == MSGPIPE_OK)
+            rc = MSGPIPE_ENOMEM;
+        if (rc != MSGPIPE_OK) {
+            msgpipe__auth_free(o.auth);
+            msgpipe__free(o.authkey);
+            return rc;
+        }
         memcpy(o.allow_uids, src, o.n_allow_uids * sizeof(int64_t));
     }
     rc = msgpipe__b_listen(&n, &o, out);
-    if (rc != MSGPIPE_OK)
+    if (rc != MSGPIPE_OK) {
         msgpipe__free(o.allow_uids);
+        msgpipe__auth_free(o.auth);
+        msgpipe__free(o.authkey);
+        return rc;
+    }
+    if (o.auth != NULL) {
+        rc = msgpipe__b_auth_setup(*out);
+        if (rc != MSGPIPE_OK) {
+            msgpipe_server_close(*out);
+            *out = NULL;
+        }
+    }
     return rc;
 }
 
@@ -315,6 +383,13 @@ int msgpipe_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 }
 
 int msgpipe__accept_admitted(msgpipe_server *srv, int timeout_ms, msgpipe **out)
+{
+    if (msgpipe__b_server_opts(srv)->auth != NULL)
+        return msgpipe__auth_accept(srv, timeout_ms, out);
+    return msgpipe__accept_plain(srv, timeout_ms, out);
+}
+
+int msgpipe__accept_plain(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 {
     const msgpipe__opts *o;
     msgpipe_peer_info info;
@@ -347,13 +422,20 @@ void msgpipe_server_shutdown(msgpipe_server *srv)
 
 void msgpipe_server_close(msgpipe_server *srv)
 {
+    const msgpipe__opts *o;
     int64_t *uids;
+    uint8_t *key;
 
     if (srv == NULL)
         return;
-    uids = msgpipe__b_server_opts(srv)->allow_uids;
+    o = msgpipe__b_server_opts(srv);
+    uids = o->allow_uids;
+    key = o->authkey;
+    /* Connections still in a handshake first: they are pipes of srv. */
+    msgpipe__auth_free(o->auth);
     msgpipe__b_server_close(srv);
     msgpipe__free(uids);
+    msgpipe__free(key);
 }
 
 int msgpipe_connect(const char *name, const msgpipe_options *opt,
@@ -361,6 +443,7 @@ int msgpipe_connect(const char *name, const msgpipe_options *opt,
 {
     msgpipe__name n;
     msgpipe__opts o;
+    int64_t deadline;
     int rc;
 
     if (out == NULL)
@@ -374,6 +457,11 @@ int msgpipe_connect(const char *name, const msgpipe_options *opt,
     rc = msgpipe__name_get(name, &n);
     if (rc != MSGPIPE_OK)
         return rc;
+    if (n.kind == MSGPIPE__NAME_TCP && !msgpipe__backend.has_tcp)
+        return MSGPIPE_ENOTSUP;
+    if (o.authkey != NULL && !msgpipe__b_crypto_ok())
+        return MSGPIPE_ENOTSUP;
+    deadline = msgpipe__deadline(timeout_ms);
     rc = msgpipe__b_connect(&n, &o, timeout_ms, out);
     if (rc == MSGPIPE_OK && o.require_server_uid >= 0) {
         /* Before anything is sent: is the server who it must be? */
@@ -389,6 +477,14 @@ int msgpipe_connect(const char *name, const msgpipe_options *opt,
     if (rc == MSGPIPE_OK && o.require_same_user) {
         /* Likewise: does the server run as this user? */
         rc = msgpipe__b_same_user(*out);
+        if (rc != MSGPIPE_OK) {
+            msgpipe__b_close(*out);
+            *out = NULL;
+        }
+    }
+    if (rc == MSGPIPE_OK && o.authkey != NULL) {
+        /* Last: the identity checks cost nothing and send nothing. */
+        rc = msgpipe__auth_client(*out, &o, deadline);
         if (rc != MSGPIPE_OK) {
             msgpipe__b_close(*out);
             *out = NULL;
@@ -486,6 +582,25 @@ int msgpipe_peer_user(msgpipe *p, char *buf, size_t cap, size_t *len)
     if (p == NULL || len == NULL || (buf == NULL && cap > 0))
         return MSGPIPE_EINVAL;
     return msgpipe__b_peer_user(p, buf, cap, len);
+}
+
+int msgpipe_peer_address(msgpipe *p, char *buf, size_t cap, size_t *len)
+{
+    if (len != NULL)
+        *len = 0;
+    if (p == NULL || len == NULL || (buf == NULL && cap > 0))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_peer_address(p, buf, cap, len);
+}
+
+int msgpipe_server_address(msgpipe_server *srv, char *buf, size_t cap,
+                           size_t *len)
+{
+    if (len != NULL)
+        *len = 0;
+    if (srv == NULL || len == NULL || (buf == NULL && cap > 0))
+        return MSGPIPE_EINVAL;
+    return msgpipe__b_server_address(srv, buf, cap, len);
 }
 
 int msgpipe__put_text(const char *text, char *buf, size_t cap, size_t *len)

@@ -11,6 +11,11 @@
  *                  sandboxes without AF_UNIX sockets
  *                  (MSGPIPE_POSIX_TRANSPORT=fifo).
  *
+ * Beyond one machine, names "tcp://HOST:PORT" carry the same pipes over TCP
+ * (POSIX backends, either transport), and msgpipe_options.authkey makes
+ * both ends prove a shared secret first (every backend) - both exactly as
+ * Python's multiprocessing.connection does them (docs/tcp.md).
+ *
  * Model
  * -----
  * A server listens on a name.  Each msgpipe_accept() yields one pipe: a duplex,
@@ -267,6 +272,37 @@ typedef struct msgpipe_options {
      * 0 to 1000000 (one second); other values are MSGPIPE_EINVAL.  A
      * 64-bit field so that the struct grows with it (docs/decisions.md). */
     int64_t spin_us;
+    /* Authentication with a shared secret, exactly Python's
+     * multiprocessing.connection authkey (docs/tcp.md): authkey_len bytes
+     * at authkey (any bytes; Python's authkey=b"..."), on any transport.
+     * A server delivers a challenge, then answers the client's; a client
+     * answers, then delivers: each proves it knows the key without
+     * sending it (HMAC-SHA256 over a "{sha256}" + 40 random bytes
+     * challenge; the 16-byte HMAC-MD5 reply and the 20-byte challenge of
+     * Python 3.11 and older are accepted and answered unless
+     * authkey_no_md5 is set).  It runs within msgpipe_connect()'s timeout
+     * (so a client needs a timeout other than 0) and inside
+     * msgpipe_accept().  A key that does not match is MSGPIPE_EACCES on
+     * both sides, and nothing else passes.  It authenticates; it does not
+     * encrypt.  The key is copied by msgpipe_listen() (a client uses it
+     * only during msgpipe_connect()).  Ignored by msgpipe_pair() and
+     * msgpipe_spawn().  The HMAC is BCrypt's on Windows and OpenSSL's
+     * libcrypto on POSIX; a POSIX build without OpenSSL gives
+     * MSGPIPE_ENOTSUP for any authkey.  Default
+     * NULL/0: no authentication; authkey_len 0 with a non-NULL authkey is
+     * an empty key, as Python's b"". */
+    const void *authkey;
+    size_t authkey_len;
+    /* 1: refuse the HMAC-MD5 forms of Python 3.11 and older (a peer that
+     * offers only them gets MSGPIPE_EACCES); 0 (default) accepts them.
+     * Other values are MSGPIPE_EINVAL. */
+    int authkey_no_md5;
+    /* Server, tcp:// only: 1 lets a server listen on an address other
+     * than loopback (127.0.0.0/8, ::1) without an authkey.  0 (the
+     * default) makes that msgpipe_listen() fail with MSGPIPE_EINVAL, so
+     * that a program never opens an unauthenticated port to the network
+     * by mistake.  Other values are MSGPIPE_EINVAL. */
+    int allow_unauthenticated;
 } msgpipe_options;
 
 /* msgpipe_options_init_size - fill *opt with the defaults; opt_size is the
@@ -294,6 +330,13 @@ typedef struct msgpipe msgpipe;               /* one connected pipe */
  *   "\\.\pipe\ABC"          Windows: used as given; POSIX: MSGPIPE_EBADNAME
  *   "@ABC"                  Linux: the abstract socket namespace;
  *                           elsewhere MSGPIPE_ENOTSUP
+ *   "tcp://HOST:PORT"       TCP (docs/tcp.md): HOST a host name, an IPv4
+ *                           address or an IPv6 address in brackets
+ *                           ("tcp://[::1]:5000"); PORT 0-65535, 0 for a
+ *                           server to pick one (msgpipe_server_address).
+ *                           Windows: MSGPIPE_ENOTSUP in this version.
+ *                           (A POSIX path that starts with "tcp://" is
+ *                           reached as "./tcp://...".)
  *
  * A name that is NULL, empty, "." or "..", or (POSIX) a path ending in '/',
  * or (Windows) a "\\.\pipe\" name with an empty, "." or ".." part
@@ -320,10 +363,20 @@ typedef struct msgpipe msgpipe;               /* one connected pipe */
  *
  * Windows: the pipe's DACL is that of opt->access, or opt->sddl when set.
  *
+ * tcp://HOST:PORT (docs/tcp.md): the socket is bound to the first address
+ * HOST resolves to and listens with opt->pending; access does not apply
+ * (anyone who can reach the port can connect: use an authkey).  A server
+ * on an address other than loopback needs opt->authkey, or
+ * opt->allow_unauthenticated: otherwise MSGPIPE_EINVAL, nothing bound
+ * (msgpipe_last_os_error() is EACCES, to tell it from a bad option).
+ *
  * Errors: EINVAL (out NULL, bad option; sddl does not parse, or is set with
- * access other than OWNER), EBADNAME, ENAMETOOLONG, ENOTSUP (also: sddl set
- * on POSIX), EADDRINUSE (a live server has the name, or a non-socket file
- * is there), EACCES, ENOMEM, EMFILE, EIO.
+ * access other than OWNER; a tcp:// address beyond loopback without an
+ * authkey), EBADNAME (also: a tcp:// host that does not resolve, or is not
+ * an address of this machine), ENAMETOOLONG, ENOTSUP (also: sddl set on
+ * POSIX; allow_uids on tcp://; tcp:// or authkey where this build has
+ * none), EADDRINUSE (a live server has the name or the port, or a
+ * non-socket file is there), EACCES, ENOMEM, EMFILE, EIO.
  */
 MSGPIPE_EXTERN int msgpipe_listen(const char *name, const msgpipe_options *opt,
                                   msgpipe_server **out);
@@ -339,8 +392,16 @@ MSGPIPE_EXTERN int msgpipe_listen(const char *name, const msgpipe_options *opt,
  * FIFO transport such a client's close waits for the acceptance for at
  * most its linger_ms: docs/fifo.md.)
  *
+ * With an authkey, the handshakes of new clients run inside this call,
+ * many side by side, each for at most 10 seconds (docs/tcp.md): the first
+ * client to complete its handshake is returned, and a client whose key
+ * does not match is closed and reported, once, as MSGPIPE_EACCES - call
+ * msgpipe_accept() again.  A client that stalls or sends garbage is
+ * dropped without holding the others.
+ *
  * Errors: EINVAL, ETIMEDOUT (no client came; nothing lost), ESHUTDOWN
- * (msgpipe_server_shutdown() was called, before or during the wait), EMFILE,
+ * (msgpipe_server_shutdown() was called, before or during the wait),
+ * EACCES (authkey: a client failed the handshake; accept again), EMFILE,
  * ENOMEM, EIO.
  */
 MSGPIPE_EXTERN int msgpipe_accept(msgpipe_server *srv, int timeout_ms,
@@ -388,19 +449,33 @@ MSGPIPE_EXTERN void msgpipe_server_close(msgpipe_server *srv);
  * have room, up to timeout_ms; then ETIMEDOUT.  On success *out is a new pipe
  * owned by the caller (release it with msgpipe_close()).
  *
+ * tcp://HOST:PORT: every address HOST resolves to is tried, each with an
+ * equal share of the time left (the lookup itself, getaddrinfo(), has no
+ * timeout); a refused connection counts as no server yet.  Timeout 0
+ * makes one attempt, which over TCP can seldom finish at once.
+ *
+ * With opt->authkey the handshake runs after the connection is made and
+ * within the same timeout; the pipe is returned only once both sides have
+ * proved the key (docs/tcp.md).
+ *
  * Windows: EPROTO means the pipe on that name is not a message pipe - a
  * byte-type pipe (PIPE_TYPE_BYTE), as libuv, Node.js and .NET's byte mode
  * make them - so no msgpipe server is there.  It is returned at once,
  * without retrying; msgpipe_strerror() gives the code's generic "protocol
  * error" text and msgpipe_last_os_error() the system's error.
  *
- * Errors: EINVAL, EBADNAME, ENAMETOOLONG, ENOTSUP, ENOENT, EBUSY, ETIMEDOUT,
+ * Errors: EINVAL, EBADNAME, ENAMETOOLONG, ENOTSUP (also: tcp:// or authkey
+ * where this build has none; require_server_uid or require_same_user on
+ * tcp://), ENOENT (also: a tcp:// host that does not resolve), EBUSY,
+ * ETIMEDOUT (also: the authkey handshake did not finish in time),
  * EACCES (the server does not admit this user, or does not run as the
  * user require_server_uid or require_same_user asks for: then the pipe
- * is closed and nothing was sent), ECLOSED (FIFO transport with
- * require_server_uid or require_same_user: the server closed before
- * accepting), EPROTO (Windows: not a message pipe; FIFO transport with
- * either: a malformed answer), EMFILE, ENOMEM, EIO.
+ * is closed and nothing was sent; or the authkey does not match),
+ * ECLOSED (FIFO transport with require_server_uid or require_same_user:
+ * the server closed before accepting; authkey: the server closed during
+ * the handshake), EPROTO (Windows: not a message pipe; FIFO transport
+ * with either: a malformed answer; authkey: a malformed handshake),
+ * EMFILE, ENOMEM, EIO.
  */
 MSGPIPE_EXTERN int msgpipe_connect(const char *name, const msgpipe_options *opt,
                                    int timeout_ms, msgpipe **out);
@@ -537,6 +612,9 @@ typedef struct msgpipe_peer_info {
  * identity comes with its acceptance, which this call then waits for,
  * within the timeout given to msgpipe_connect() (ETIMEDOUT after it).
  *
+ * tcp:// pipes: ENOTSUP; the peer is known by its address
+ * (msgpipe_peer_address).
+ *
  * Errors: EINVAL, ENOTSUP (the system reports nothing), ETIMEDOUT (FIFO
  * transport, see above), ECLOSED (FIFO transport: the server closed before
  * accepting this client), EIO.
@@ -574,6 +652,39 @@ MSGPIPE_EXTERN int msgpipe_peer(msgpipe *p, msgpipe_peer_info *info);
  */
 MSGPIPE_EXTERN int msgpipe_peer_user(msgpipe *p, char *buf, size_t cap,
                                      size_t *len);
+
+/*
+ * msgpipe_peer_address - where the peer of a tcp:// pipe is, as a name:
+ * "tcp://ADDRESS:PORT" with the numeric address ("tcp://127.0.0.1:40512",
+ * "tcp://[::1]:40512"), as the system recorded it when the pipe was
+ * connected.  This is the identity a TCP peer has: msgpipe_peer() and
+ * msgpipe_peer_user() return MSGPIPE_ENOTSUP on TCP pipes (no system
+ * tells a process or user across a network; an authkey is what proves
+ * who is at the other end).
+ *
+ * The text and its NUL are copied to buf as msgpipe_peer_user() does (buf
+ * may be NULL when cap is 0; ENOBUFS with *len the size needed).  Does
+ * not block.
+ *
+ * Errors: EINVAL (p or len NULL, buf NULL with cap > 0), ENOBUFS, ENOTSUP
+ * (not a TCP pipe), EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_peer_address(msgpipe *p, char *buf, size_t cap,
+                                        size_t *len);
+
+/*
+ * msgpipe_server_address - the address a tcp:// server listens on, as a
+ * name a client can connect to: "tcp://127.0.0.1:40511" - with the port
+ * the system picked when the server was made with port 0.  A server on a
+ * host name that resolves to several addresses listens on the first
+ * (docs/tcp.md).  Copied to buf as msgpipe_peer_user() does.  Does not
+ * block.
+ *
+ * Errors: EINVAL (srv or len NULL, buf NULL with cap > 0), ENOBUFS,
+ * ENOTSUP (not a TCP server), EIO.
+ */
+MSGPIPE_EXTERN int msgpipe_server_address(msgpipe_server *srv, char *buf,
+                                          size_t cap, size_t *len);
 
 /*
  * msgpipe_close - close a pipe and release it.
@@ -686,7 +797,9 @@ MSGPIPE_EXTERN int msgpipe_native_handle(msgpipe *p, unsigned events,
  * msgpipe_server_close().  Counts as accepting on the server (Windows
  * may restart pending instances).  When it is ready, accept with timeout 0
  * until
- * MSGPIPE_ETIMEDOUT.  msgpipe_server_shutdown() is not reported through
+ * MSGPIPE_ETIMEDOUT.  With an authkey on Linux it is an epoll descriptor
+ * that is also readable when a handshake can go on (docs/tcp.md).
+ * msgpipe_server_shutdown() is not reported through
  * this handle (the loop that calls it knows); msgpipe_poll() does report
  * it.  Does not block.
  *

@@ -136,6 +136,74 @@ static int msgpipe__parse_posix(const char *name, size_t len,
     return MSGPIPE_OK;
 }
 
+#define MSGPIPE__TCP_PREFIX "tcp://"
+#define MSGPIPE__TCP_PREFIX_LEN 6
+/* The longest host name DNS allows (RFC 1035), without a final dot. */
+#define MSGPIPE__HOST_MAX 253
+
+static int msgpipe__host_char(char c, int ipv6)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        (c >= '0' && c <= '9') || c == '.')
+        return 1;
+    if (ipv6)
+        return c == ':' || c == '%'; /* "fe80::1%eth0" */
+    return c == '-' || c == '_';
+}
+
+/* "tcp://HOST:PORT": HOST a name or IPv4 address, or "[IPv6]"; PORT
+ * decimal, 0-65535.  Only the form is checked here; getaddrinfo() judges
+ * the host itself. */
+static int msgpipe__parse_tcp(const char *name, size_t len, msgpipe__name *out)
+{
+    const char *h = name + MSGPIPE__TCP_PREFIX_LEN, *end = name + len;
+    const char *hend, *colon;
+    long port = 0;
+    size_t i, hlen;
+    int ipv6 = 0;
+
+    if (h < end && *h == '[') {
+        hend = memchr(h, ']', (size_t)(end - h));
+        if (hend == NULL || hend + 1 >= end || hend[1] != ':')
+            return MSGPIPE_EBADNAME;
+        h++;
+        colon = hend + 1;
+        ipv6 = 1;
+    } else {
+        colon = NULL;
+        for (hend = h; hend < end; hend++)
+            if (*hend == ':')
+                colon = hend;
+        if (colon == NULL)
+            return MSGPIPE_EBADNAME;
+        hend = colon;
+    }
+    hlen = (size_t)(hend - h);
+    if (hlen == 0)
+        return MSGPIPE_EBADNAME;
+    if (hlen > MSGPIPE__HOST_MAX)
+        return MSGPIPE_ENAMETOOLONG;
+    for (i = 0; i < hlen; i++)
+        if (!msgpipe__host_char(h[i], ipv6))
+            return MSGPIPE_EBADNAME;
+    if (colon + 1 >= end || end - (colon + 1) > 5)
+        return MSGPIPE_EBADNAME;
+    for (i = 1; colon + i < end; i++) {
+        if (colon[i] < '0' || colon[i] > '9')
+            return MSGPIPE_EBADNAME;
+        port = port * 10 + (colon[i] - '0');
+    }
+    if (port > 65535)
+        return MSGPIPE_EBADNAME;
+    memcpy(out->sys, h, hlen);
+    out->sys[hlen] = '\0';
+    out->len = hlen;
+    out->kind = MSGPIPE__NAME_TCP;
+    out->port = (int)port;
+    out->is_ipv6 = ipv6;
+    return MSGPIPE_OK;
+}
+
 int msgpipe__name_parse(const char *name, const msgpipe__backend_info *bi,
                         const char *runtime_dir, msgpipe__name *out)
 {
@@ -144,6 +212,11 @@ int msgpipe__name_parse(const char *name, const msgpipe__backend_info *bi,
     if (name == NULL || name[0] == '\0')
         return MSGPIPE_EBADNAME;
     len = strlen(name);
+    out->port = 0;
+    out->is_ipv6 = 0;
+    /* Both systems: a TCP name is the same everywhere. */
+    if (strncmp(name, MSGPIPE__TCP_PREFIX, MSGPIPE__TCP_PREFIX_LEN) == 0)
+        return msgpipe__parse_tcp(name, len, out);
     if (bi->style == MSGPIPE__STYLE_WIN32)
         return msgpipe__parse_win32(name, len, bi, out);
     return msgpipe__parse_posix(name, len, bi, runtime_dir, out);

@@ -41,7 +41,8 @@ install(FILES ${PROJECT_SOURCE_DIR}/api/msgpipe.h
 # ---- CMake package ------------------------------------------------------------
 # find_package(msgpipe CONFIG) -> msgpipe::msgpipe (shared) and
 # msgpipe::msgpipe_static (static; carries MSGPIPE_STATIC and the system
-# libraries it needs: Threads on POSIX, advapi32 on Windows).
+# libraries it needs: Threads and, when built with it, OpenSSL::Crypto on
+# POSIX; advapi32 and bcrypt on Windows).
 install(EXPORT msgpipeTargets
   NAMESPACE msgpipe::
   DESTINATION ${MSGPIPE_INSTALL_CMAKEDIR} COMPONENT Development)
@@ -85,7 +86,7 @@ foreach(_d LIBDIR INCLUDEDIR)
 endforeach()
 # What a program linking the static library needs besides it.
 if(MSGPIPE_BACKEND STREQUAL "win32")
-  set(MSGPIPE_PC_SYSLIBS "-ladvapi32")
+  set(MSGPIPE_PC_SYSLIBS "-ladvapi32 -lbcrypt")
 else()
   # -pthread where the compiler wants it; nothing where threads live in libc
   # (glibc 2.34 and later).
@@ -97,6 +98,15 @@ if(MSGPIPE_PC_SYSLIBS)
 else()
   set(MSGPIPE_PC_SYSLIBS_SP "")
   set(MSGPIPE_PC_LIBS_PRIVATE "")
+endif()
+# OpenSSL's libcrypto (authkey, posix/posix_crypto.c): a requirement of
+# the static library, and a private one of the shared library.
+if(MSGPIPE_WITH_OPENSSL)
+  set(MSGPIPE_PC_REQUIRES "Requires: libcrypto")
+  set(MSGPIPE_PC_REQUIRES_PRIVATE "Requires.private: libcrypto")
+else()
+  set(MSGPIPE_PC_REQUIRES "")
+  set(MSGPIPE_PC_REQUIRES_PRIVATE "")
 endif()
 get_target_property(_msgpipe_static_name msgpipe_static OUTPUT_NAME)
 if(NOT _msgpipe_static_name)

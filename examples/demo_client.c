@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "example_options.h"
+
 #define SESSIONS 3
 #define CONNECT_TIMEOUT_MS 10000
 
@@ -30,7 +32,9 @@ static void report_connect_failure(int session, const char *name, int rc)
                name);
         break;
     case MSGPIPE_EACCES:
-        printf("the server on \"%s\" does not admit this user\n", name);
+        printf("the server on \"%s\" does not admit this user, or the "
+               "authkey (MSGPIPE_AUTHKEY) does not match\n",
+               name);
         break;
     case MSGPIPE_EPROTO:
         /* Windows: a byte-type pipe (libuv, Node.js, .NET's byte mode). */
@@ -48,6 +52,7 @@ int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "ABC";
     char buf[65536];
+    msgpipe_options opt;
     int session, rc, failed = 0;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -58,7 +63,7 @@ int main(int argc, char **argv)
         size_t len;
         int count = 0;
 
-        rc = msgpipe_connect(name, NULL, CONNECT_TIMEOUT_MS, &p);
+        rc = msgpipe_connect(name, ex_options(&opt), CONNECT_TIMEOUT_MS, &p);
         if (rc != MSGPIPE_OK) {
             report_connect_failure(session, name, rc);
             failed = 1;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "example_options.h"
 #include "example_util.h"
 
 #define SESSIONS 3
@@ -24,17 +25,18 @@ int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "ABC";
     msgpipe_server *srv;
+    msgpipe_options opt;
     int rc, session, i;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("server: Named_Pipe_Server. listening on \"%s\" (%s)\n", name,
-           msgpipe_backend());
-    rc = msgpipe_listen(name, NULL, &srv);
+    printf("server: Named_Pipe_Server.\n");
+    rc = msgpipe_listen(name, ex_options(&opt), &srv);
     if (rc != MSGPIPE_OK) {
         fprintf(stderr, "server: cannot listen on \"%s\": %s\n", name,
                 msgpipe_strerror(rc));
         return 1;
     }
+    ex_print_listening("server", srv, name);
     for (session = 1; session <= SESSIONS; session++) {
         const char *fmt =
             session == 2 ? "%d_%m_%Y_%H_%M_%S" : "%d/%m/%Y %H:%M:%S";
@@ -42,6 +44,11 @@ int main(int argc, char **argv)
         msgpipe *p;
 
         rc = msgpipe_accept(srv, MSGPIPE_INFINITE, &p);
+        if (rc == MSGPIPE_EACCES) { /* its authkey did not match */
+            printf("server: a client with the wrong authkey was refused\n");
+            session--;
+            continue;
+        }
         if (rc != MSGPIPE_OK) {
             fprintf(stderr, "server: accept failed: %s\n",
                     msgpipe_strerror(rc));

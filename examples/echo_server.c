@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "example_options.h"
 #include "example_util.h"
 
 static msgpipe_server *g_srv;
@@ -54,12 +55,13 @@ static void serve(void *arg)
 int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "echo";
+    msgpipe_options opt;
     msgpipe *p;
     int rc, active;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     ex_mutex_init(&g_lock);
-    rc = msgpipe_listen(name, NULL, &g_srv);
+    rc = msgpipe_listen(name, ex_options(&opt), &g_srv);
     if (rc != MSGPIPE_OK) {
         fprintf(stderr, "echo_server: cannot listen on \"%s\": %s\n", name,
                 msgpipe_strerror(rc));
@@ -67,11 +69,13 @@ int main(int argc, char **argv)
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    printf("echo_server: listening on \"%s\" (%s)\n", name, msgpipe_backend());
+    ex_print_listening("echo_server", g_srv, name);
     for (;;) {
         rc = msgpipe_accept(g_srv, MSGPIPE_INFINITE, &p);
         if (rc == MSGPIPE_ESHUTDOWN)
             break;
+        if (rc == MSGPIPE_EACCES) /* a client with the wrong authkey */
+            continue;
         if (rc != MSGPIPE_OK) {
             fprintf(stderr, "echo_server: accept: %s\n", msgpipe_strerror(rc));
             ex_sleep_ms(100); /* e.g. out of descriptors: do not spin */

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "example_options.h"
+
 static msgpipe_server *g_srv;
 
 static void on_signal(int sig)
@@ -92,10 +94,11 @@ int main(int argc, char **argv)
     const char *name = argc > 1 ? argv[1] : "echo";
     msgpipe_poller *pl;
     msgpipe_event ev[64];
+    msgpipe_options opt;
     int rc, i, running = 1;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    rc = msgpipe_listen(name, NULL, &g_srv);
+    rc = msgpipe_listen(name, ex_options(&opt), &g_srv);
     if (rc != MSGPIPE_OK) {
         fprintf(stderr, "poll_echo_server: cannot listen on \"%s\": %s\n", name,
                 msgpipe_strerror(rc));
@@ -111,8 +114,7 @@ int main(int argc, char **argv)
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    printf("poll_echo_server: listening on \"%s\" (%s)\n", name,
-           msgpipe_backend());
+    ex_print_listening("poll_echo_server", g_srv, name);
 
     while (running) {
         int n = msgpipe_poller_wait(pl, ev, 64, MSGPIPE_INFINITE);
@@ -124,8 +126,11 @@ int main(int argc, char **argv)
         for (i = 0; i < n; i++) {
             if (ev[i].server != NULL) { /* new clients, or shutdown */
                 msgpipe *p;
-                while ((rc = msgpipe_accept(g_srv, 0, &p)) == MSGPIPE_OK)
-                    client_add(pl, p);
+                /* EACCES: a client with the wrong authkey; go on. */
+                while ((rc = msgpipe_accept(g_srv, 0, &p)) == MSGPIPE_OK ||
+                       rc == MSGPIPE_EACCES)
+                    if (rc == MSGPIPE_OK)
+                        client_add(pl, p);
                 if (rc == MSGPIPE_ESHUTDOWN)
                     running = 0;
             } else if (serve(ev[i].pipe) != 0) {

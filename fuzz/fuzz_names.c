@@ -181,6 +181,9 @@ static int fn_check(const char *name, const char *dir,
     FN_CHECK(rc == MSGPIPE_OK || rc == MSGPIPE_EBADNAME ||
                  rc == MSGPIPE_ENAMETOOLONG || rc == MSGPIPE_ENOTSUP,
              "returned %s (%d)", msgpipe_errname(rc), rc);
+    /* tcp:// names follow rules of their own (tests/test_api.c). */
+    if (strncmp(name, "tcp://", 6) == 0)
+        return rc;
     exp = fn_expect(name, dir, bi, want, &wlen, &kind);
     FN_CHECK(rc == exp, "returned %s, the rules say %s", msgpipe_errname(rc),
              msgpipe_errname(exp));

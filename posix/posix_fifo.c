@@ -82,8 +82,9 @@ const msgpipe__backend_info msgpipe__backend = {
     MSGPIPE__STYLE_POSIX,
     sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
     0,  /* no abstract names */
-    16, /* pending: unused (the request FIFO holds the queue) */
-    1   /* uids: the owners of the FIFOs */
+    16, /* pending: unused (the request FIFO holds the queue); TCP's */
+    1,  /* uids: the owners of the FIFOs */
+    1   /* tcp:// (posix_tcp.c): a socket, whatever carries local names */
 };
 
 /* A client's state until the server has accepted it. */
@@ -131,6 +132,8 @@ static ssize_t msgpipe__writev_nosig(int fd, const struct iovec *iov, int cnt)
 ssize_t msgpipe__t_readv(msgpipe *p, const struct iovec *iov, int cnt,
                          int block)
 {
+    if (p->tcp)
+        return msgpipe__tcp_readv(p, iov, cnt, block);
     (void)block;
     return msgpipe__sys.readv(p->fd, iov, cnt);
 }
@@ -140,6 +143,8 @@ ssize_t msgpipe__t_writev(msgpipe *p, const struct iovec *iov, int cnt,
 {
     ssize_t n;
 
+    if (p->tcp)
+        return msgpipe__tcp_writev(p, iov, cnt, block);
     (void)block;
     n = msgpipe__writev_nosig(p->wfd, iov, cnt);
 
@@ -240,6 +245,8 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     struct stat st;
     int rc, tries;
 
+    if (name->kind == MSGPIPE__NAME_TCP)
+        return msgpipe__tcp_listen(name, o, out);
     rc = msgpipe__server_new(name, o, &s);
     if (rc != MSGPIPE_OK)
         return rc;
@@ -334,6 +341,8 @@ static void msgpipe__drop_request(msgpipe_server *s, size_t len)
 
 int msgpipe__t_server_ready(msgpipe_server *s)
 {
+    if (s->tcp)
+        return s->held_fd >= 0;
     return msgpipe__next_request(s) > 0;
 }
 
@@ -507,6 +516,8 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
     ssize_t n;
     int rc;
 
+    if (s->tcp)
+        return msgpipe__tcp_accept(s, timeout_ms, out);
     if (msgpipe__server_take_ready(s, out))
         return MSGPIPE_OK;
     for (;;) {
@@ -548,6 +559,10 @@ void msgpipe__b_server_close(msgpipe_server *s)
     size_t len;
     ssize_t n;
 
+    if (s->tcp) {
+        msgpipe__server_free(s);
+        return;
+    }
     /* First the name goes, so that no new client can write a request;
      * then every request still queued is refused, until end of file says
      * that no client has the FIFO open any more. */
@@ -797,6 +812,8 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
     int rfd = -1, wfd = -1, rc, pause = 1;
     msgpipe *p;
 
+    if (name->kind == MSGPIPE__NAME_TCP)
+        return msgpipe__tcp_connect(name, o, timeout_ms, out);
     if (name->kind != MSGPIPE__NAME_PATH)
         return MSGPIPE_ENOTSUP;
     for (;;) {
@@ -885,6 +902,8 @@ int msgpipe__t_finish(msgpipe *p, int64_t deadline)
 {
     int rc, w;
 
+    if (p->tcp)
+        return MSGPIPE_OK; /* a socket is connected from the start */
     /* The sender and the receiver may both be here: each step is taken
      * with conn_lock held, and the waiting is done without it, so that a
      * sender (deadline 0) never waits behind a receiver. */
@@ -921,6 +940,8 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
 {
     int rc;
 
+    if (p->tcp)
+        return MSGPIPE_ENOTSUP; /* msgpipe_peer_address */
     /* A client's server identity arrives with its acceptance.  A client
      * asks for it to decide whether to trust the server, so wait for it -
      * within the time msgpipe_connect() was given.  (Connected pipes

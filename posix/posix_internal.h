@@ -10,7 +10,9 @@
  * besides listen, accept, connect and peer identity.  posix_security.c
  * (the twin of win32/win32_security.c) gives the modes that carry the
  * access option, and the peer's user for msgpipe_peer_user and
- * require_same_user.
+ * require_same_user.  posix_tcp.c makes tcp:// servers and pipes with
+ * either transport, and posix_crypto.c gives the authkey handshake
+ * (api/auth.c) its HMAC and random bytes.
  */
 #ifndef MSGPIPE_POSIX_INTERNAL_H
 #define MSGPIPE_POSIX_INTERNAL_H
@@ -43,6 +45,11 @@ struct msgpipe {
      * never uses them). */
     int fifo;
     int can_block; /* socket: blocking descriptor, MSG_DONTWAIT per call */
+    /* A tcp:// pipe (posix_tcp.c), with either transport; the peer's
+     * address as the system recorded it when the pipe was connected. */
+    int tcp;
+    struct sockaddr_storage tcp_peer;
+    socklen_t tcp_peer_len;
     pthread_mutex_t conn_lock;
     int connecting;
     void *conn;  /* the transport's connect state, or NULL */
@@ -103,7 +110,12 @@ struct msgpipe {
 };
 
 struct msgpipe_server {
-    int fd;      /* listening (socket) or reading requests (FIFO) */
+    int fd;  /* listening (socket) or reading requests (FIFO) */
+    int tcp; /* a tcp:// server (posix_tcp.c), with either transport */
+    /* With an authkey (Linux): an epoll set of fd and the pipes in a
+     * handshake, which is what readiness waits on (msgpipe__b_auth_setup);
+     * else -1. */
+    int auth_fd;
     int wake[2]; /* shutdown writes one byte to wake[1]; never drained */
     msgpipe__opts opts;
     msgpipe__name name;
@@ -148,6 +160,9 @@ void msgpipe__server_free(msgpipe_server *s);
 /* Wait for s->fd to be readable: OK, ESHUTDOWN (wins), or ETIMEDOUT. */
 int msgpipe__server_wait(msgpipe_server *s, int64_t deadline);
 
+/* What a wait for a server's readiness watches: auth_fd or fd. */
+int msgpipe__server_wait_fd(msgpipe_server *s);
+
 /* 1 once msgpipe_server_shutdown() was called (no waiting). */
 int msgpipe__server_is_shut(msgpipe_server *s);
 
@@ -172,6 +187,19 @@ int msgpipe__server_lock(msgpipe_server *s);
  * on close only if it is still that file. */
 int msgpipe__server_record_file(msgpipe_server *s);
 void msgpipe__server_remove_file(msgpipe_server *s);
+
+/* ---- TCP (posix_tcp.c), with either transport -------------------------- *
+ * Each transport hands tcp:// names and TCP servers and pipes (the tcp
+ * flags above) to these; its own hooks do the rest, as for a socket. */
+int msgpipe__tcp_listen(const msgpipe__name *name, const msgpipe__opts *o,
+                        msgpipe_server **out);
+int msgpipe__tcp_accept(msgpipe_server *s, int timeout_ms, msgpipe **out);
+int msgpipe__tcp_connect(const msgpipe__name *name, const msgpipe__opts *o,
+                         int timeout_ms, msgpipe **out);
+ssize_t msgpipe__tcp_writev(msgpipe *p, const struct iovec *iov, int cnt,
+                            int block);
+ssize_t msgpipe__tcp_readv(msgpipe *p, const struct iovec *iov, int cnt,
+                           int block);
 
 /* ---- Transport hooks (posix_socket.c or posix_fifo.c) ------------------ */
 

@@ -51,13 +51,15 @@ static void msgpipe__poll_fill(msgpipe_pollitem *items, size_t n,
                 continue; /* nothing to watch for: skipped */
             /* A request already read (FIFO), or a client kept from an
              * earlier poll. */
+            /* (With an authkey: advance its handshakes - api/auth.c.) */
             if ((it->server->ready != NULL ||
-                 msgpipe__t_server_ready(it->server)) &&
+                 msgpipe__t_server_ready(it->server) ||
+                 it->server->opts.auth != NULL) &&
                 msgpipe__server_probe(it->server))
                 it->revents |= MSGPIPE_POLLIN;
             a->fd = it->server->wake[0];
             a->events = POLLIN;
-            b->fd = it->server->fd;
+            b->fd = msgpipe__server_wait_fd(it->server);
             b->events = POLLIN;
         } else if (it->pipe != NULL) {
             msgpipe *p = it->pipe;

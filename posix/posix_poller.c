@@ -431,7 +431,8 @@ static unsigned msgpipe__entry_ready(msgpipe__pl_entry *e, unsigned fired_in,
         msgpipe_server *s = e->srv;
         if (msgpipe__server_is_shut(s))
             return MSGPIPE_POLLIN;
-        if ((fired_in || s->ready != NULL || msgpipe__t_server_ready(s)) &&
+        if ((fired_in || s->ready != NULL || msgpipe__t_server_ready(s) ||
+             s->opts.auth != NULL) &&
             msgpipe__server_probe(s))
             r |= MSGPIPE_POLLIN;
         return r;
@@ -556,7 +557,7 @@ int msgpipe__b_poller_add(msgpipe_poller *pl, msgpipe *p, msgpipe_server *srv,
         e->slot[0].fd = p->fd;
         e->slot[1].fd = p->wfd != p->fd ? p->wfd : -1;
     } else {
-        e->slot[0].fd = srv->fd;
+        e->slot[0].fd = msgpipe__server_wait_fd(srv);
         e->slot[1].fd = srv->wake[0];
     }
     pthread_mutex_lock(&pl->lock);

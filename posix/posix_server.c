@@ -14,7 +14,11 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,6 +87,7 @@ int msgpipe__server_new(const msgpipe__name *name, const msgpipe__opts *o,
     s->keep_wfd = -1;
     s->lock_fd = -1;
     s->held_fd = -1;
+    s->auth_fd = -1;
     s->wake[0] = s->wake[1] = -1;
     s->opts = *o;
     s->name = *name;
@@ -179,6 +184,8 @@ void msgpipe__server_free(msgpipe_server *s)
         close(s->keep_wfd);
     if (s->held_fd >= 0)
         close(s->held_fd);
+    if (s->auth_fd >= 0)
+        close(s->auth_fd);
     if (s->wake[0] >= 0)
         close(s->wake[0]);
     if (s->wake[1] >= 0)
@@ -239,6 +246,10 @@ int msgpipe__server_probe(msgpipe_server *s)
     msgpipe *p;
     int rc;
 
+    /* With an authkey a client is ready once its handshake is done: the
+     * handshakes keep it themselves (api/auth.c). */
+    if (s->opts.auth != NULL)
+        return msgpipe__auth_probe(s);
     if (s->ready != NULL)
         return 1;
     /* A readable descriptor is not enough: the client may be one that
@@ -249,6 +260,34 @@ int msgpipe__server_probe(msgpipe_server *s)
         return 1;
     }
     return rc != MSGPIPE_ETIMEDOUT; /* ESHUTDOWN, EMFILE: at once too */
+}
+
+int msgpipe__b_auth_wait(msgpipe_server *s, msgpipe *const *pipes, size_t n,
+                         int64_t deadline)
+{
+    struct pollfd pf[2 + 64];
+    size_t i, k = 2;
+    int rc;
+
+    if (s->held_fd >= 0 || msgpipe__t_server_ready(s))
+        return MSGPIPE_OK;
+    for (i = 0; i < n; i++)
+        if (msgpipe__rx_ready(pipes[i]))
+            return MSGPIPE_OK;
+    pf[0].fd = s->wake[0];
+    pf[1].fd = s->fd;
+    for (i = 0; i < n && k < sizeof(pf) / sizeof(pf[0]); i++)
+        pf[k++].fd = pipes[i]->fd;
+    for (i = 0; i < k; i++) {
+        pf[i].events = POLLIN;
+        pf[i].revents = 0;
+    }
+    rc = msgpipe__sys.poll(pf, (nfds_t)k, msgpipe__remaining(deadline));
+    if (rc < 0)
+        return errno == EINTR ? MSGPIPE_OK : msgpipe__from_errno(errno);
+    if (pf[0].revents != 0)
+        return MSGPIPE_ESHUTDOWN;
+    return rc == 0 ? MSGPIPE_ETIMEDOUT : MSGPIPE_OK;
 }
 
 void msgpipe__b_server_shutdown(msgpipe_server *s)
@@ -284,9 +323,52 @@ void msgpipe__server_remove_file(msgpipe_server *s)
         unlink(s->name.sys);
 }
 
+int msgpipe__server_wait_fd(msgpipe_server *s)
+{
+    return s->auth_fd >= 0 ? s->auth_fd : s->fd;
+}
+
+/* An epoll descriptor is itself readable while one of its set is: a wait
+ * on it wakes for a new connection and for every handshake's message.
+ * (Elsewhere readiness wakes for new connections only: docs/tcp.md.) */
+int msgpipe__b_auth_setup(msgpipe_server *s)
+{
+#ifdef __linux__
+    struct epoll_event ev;
+
+    s->auth_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->auth_fd < 0)
+        return msgpipe__from_errno(errno);
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    if (epoll_ctl(s->auth_fd, EPOLL_CTL_ADD, s->fd, &ev) != 0)
+        return msgpipe__from_errno(errno);
+#else
+    (void)s;
+#endif
+    return MSGPIPE_OK;
+}
+
+void msgpipe__b_auth_watch(msgpipe_server *s, msgpipe *p, int on)
+{
+#ifdef __linux__
+    struct epoll_event ev;
+
+    if (s->auth_fd < 0)
+        return;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    (void)epoll_ctl(s->auth_fd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, p->fd, &ev);
+#else
+    (void)s;
+    (void)p;
+    (void)on;
+#endif
+}
+
 int msgpipe__b_server_native_handle(msgpipe_server *s, msgpipe_native *out)
 {
-    *out = s->fd;
+    *out = msgpipe__server_wait_fd(s);
     return MSGPIPE_OK;
 }
 

@@ -56,7 +56,8 @@ const msgpipe__backend_info msgpipe__backend = {
     0,
 #endif
     16, /* default listen backlog */
-    1   /* uids: SO_PEERCRED / getpeereid */
+    1,  /* uids: SO_PEERCRED / getpeereid */
+    1   /* tcp:// (posix_tcp.c) */
 };
 
 /* A new AF_UNIX stream socket, non-blocking and close-on-exec. */
@@ -203,6 +204,8 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
     msgpipe_server *s;
     int rc;
 
+    if (name->kind == MSGPIPE__NAME_TCP)
+        return msgpipe__tcp_listen(name, o, out);
     rc = msgpipe__server_new(name, o, &s);
     if (rc != MSGPIPE_OK)
         return rc;
@@ -234,6 +237,8 @@ int msgpipe__b_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
     int64_t deadline = msgpipe__deadline(timeout_ms);
     int rc, fd;
 
+    if (s->tcp)
+        return msgpipe__tcp_accept(s, timeout_ms, out);
     if (msgpipe__server_take_ready(s, out))
         return MSGPIPE_OK;
     for (;;) {
@@ -289,6 +294,8 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
     int64_t deadline = msgpipe__deadline(timeout_ms);
     int fd = -1, err, pause = 1;
 
+    if (name->kind == MSGPIPE__NAME_TCP)
+        return msgpipe__tcp_connect(name, o, timeout_ms, out);
     for (;;) {
         err = msgpipe__try_connect(name, &fd);
         if (err == 0)
@@ -321,6 +328,8 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
 
 int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
 {
+    if (p->tcp)
+        return MSGPIPE_ENOTSUP; /* msgpipe_peer_address */
 #if defined(SO_PEERCRED) && defined(__linux__)
     struct ucred uc;
     socklen_t len = sizeof(uc);

@@ -642,8 +642,8 @@ int msgpipe__b_send_handles(msgpipe *p, const void *msg, size_t len,
     size_t i;
     int rc;
 
-    if (!msgpipe__t_handles)
-        return MSGPIPE_ENOTSUP;
+    if (!msgpipe__t_handles || p->tcp)
+        return MSGPIPE_ENOTSUP; /* FIFOs and TCP carry no descriptors */
     if ((uint64_t)len > p->opts.max_message)
         return MSGPIPE_EMSGSIZE;
     for (i = 0; i < nh; i++)

@@ -202,6 +202,9 @@ build_missing_packages() {
     command -v gcc >/dev/null 2>&1 || m="$m gcc"
     [ -f /usr/include/stdio.h ] || m="$m libc6-dev"
     command -v make >/dev/null 2>&1 || m="$m make"
+    # OpenSSL's libcrypto: authkey's HMAC (the library builds without it,
+    # but then authkey is MSGPIPE_ENOTSUP and its tests are skipped).
+    [ -f /usr/include/openssl/hmac.h ] || m="$m libssl-dev"
     echo "${m# }"
 }
 

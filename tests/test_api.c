@@ -547,11 +547,11 @@ static void test_frame_decode_length_of_2_pow_63_or_more_is_eproto(void **s)
 /* ---- Names ------------------------------------------------------------- */
 
 static const msgpipe__backend_info bi_posix = {
-    "test-posix", MSGPIPE__STYLE_POSIX, 107, 1, 16, 1};
+    "test-posix", MSGPIPE__STYLE_POSIX, 107, 1, 16, 1, 1};
 static const msgpipe__backend_info bi_posix_noabs = {
-    "test-posix-noabs", MSGPIPE__STYLE_POSIX, 103, 0, 16, 1};
+    "test-posix-noabs", MSGPIPE__STYLE_POSIX, 103, 0, 16, 1, 1};
 static const msgpipe__backend_info bi_win = {
-    "test-win", MSGPIPE__STYLE_WIN32, 256, 0, 4, 0};
+    "test-win", MSGPIPE__STYLE_WIN32, 256, 0, 4, 0, 0};
 
 /* Parse and expect success with the given system form and kind. */
 static void expect_name(const msgpipe__backend_info *bi, const char *name,

@@ -27,6 +27,8 @@
  *                     msgpipe_from_parent) and the handles that travel
  *                     with messages: the peer's process, whether it runs
  *                     as this user, DuplicateHandle.
+ *   win32_crypto.c    authkey's HMAC and random bytes (BCrypt) and the
+ *                     wait of a server's handshakes (posix_crypto.c).
  *
  * Dependencies go one way: win32_stream.c uses nothing of the others but
  * msgpipe__w_peer_trusted (win32_spawn.c), which its receive asks before it
@@ -263,6 +265,9 @@ int msgpipe__w_pipe_in_ready(msgpipe *p, HANDLE *wait);
 /* MSGPIPE_POLLIN on a server: a client waits, or it was shut down.  If not
  * ready, wait[0..1] are the events to wait on. */
 int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2]);
+/* The same before authentication: a connection waits for msgpipe__b_accept
+ * (what the authkey handshakes wait for, win32_crypto.c). */
+int msgpipe__w_srv_raw_ready(msgpipe_server *srv, HANDLE wait[2]);
 
 /* MSGPIPE_POLLOUT on a pipe: an estimate (see win32_stream.c), with no event
  * to wait on; now is msgpipe__now_ms().  If not ready, check again every

@@ -26,7 +26,8 @@ const msgpipe__backend_info msgpipe__backend = {
     256,                  /* path_max */
     0,                    /* abstract_names */
     4,                    /* default_pending */
-    0 /* has_uids: Windows identifies users by SID, not uid */
+    0, /* has_uids: Windows identifies users by SID, not uid */
+    0  /* has_tcp: not yet (docs/tcp.md) */
 };
 
 /* ---- Clients ------------------------------------------------------------- */
@@ -322,4 +323,25 @@ int msgpipe__w_pipe_same_user(msgpipe *p)
     if (sd != NULL)
         LocalFree(sd);
     return same;
+}
+
+/* ---- TCP: not in this version on Windows (docs/tcp.md) ------------------ */
+
+int msgpipe__b_peer_address(msgpipe *p, char *buf, size_t cap, size_t *len)
+{
+    (void)p;
+    (void)buf;
+    (void)cap;
+    (void)len;
+    return MSGPIPE_ENOTSUP;
+}
+
+int msgpipe__b_server_address(msgpipe_server *srv, char *buf, size_t cap,
+                              size_t *len)
+{
+    (void)srv;
+    (void)buf;
+    (void)cap;
+    (void)len;
+    return MSGPIPE_ENOTSUP;
 }

@@ -565,7 +565,7 @@ void msgpipe__b_server_close(msgpipe_server *srv)
     msgpipe__w_server_free(srv);
 }
 
-int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2])
+int msgpipe__w_srv_raw_ready(msgpipe_server *srv, HANDLE wait[2])
 {
     wait[0] = srv->conn_ev;
     wait[1] = srv->stop_ev;
@@ -574,6 +574,17 @@ int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2])
     if (msgpipe__w_srv_scan(srv) >= 0 || srv->err != 0)
         return 1;
     return 0;
+}
+
+int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2])
+{
+    int raw = msgpipe__w_srv_raw_ready(srv, wait);
+
+    /* With an authkey a client is ready once its handshake is done: the
+     * probe takes waiting clients into handshakes (api/auth.c). */
+    if (srv->opts.auth != NULL)
+        return msgpipe__auth_probe(srv);
+    return raw;
 }
 
 int msgpipe__b_server_native_handle(msgpipe_server *srv, msgpipe_native *out)
