@@ -42,7 +42,7 @@ install(FILES ${PROJECT_SOURCE_DIR}/api/msgpipe.h
 # find_package(msgpipe CONFIG) -> msgpipe::msgpipe (shared) and
 # msgpipe::msgpipe_static (static; carries MSGPIPE_STATIC and the system
 # libraries it needs: Threads and, when built with it, OpenSSL::Crypto on
-# POSIX; advapi32 and bcrypt on Windows).
+# POSIX; advapi32, bcrypt and ws2_32 on Windows).
 install(EXPORT msgpipeTargets
   NAMESPACE msgpipe::
   DESTINATION ${MSGPIPE_INSTALL_CMAKEDIR} COMPONENT Development)
@@ -86,7 +86,7 @@ foreach(_d LIBDIR INCLUDEDIR)
 endforeach()
 # What a program linking the static library needs besides it.
 if(MSGPIPE_BACKEND STREQUAL "win32")
-  set(MSGPIPE_PC_SYSLIBS "-ladvapi32 -lbcrypt")
+  set(MSGPIPE_PC_SYSLIBS "-ladvapi32 -lbcrypt -lws2_32")
 else()
   # -pthread where the compiler wants it; nothing where threads live in libc
   # (glibc 2.34 and later).

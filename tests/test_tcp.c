@@ -383,6 +383,258 @@ static void test_tcp_sockets_have_nodelay_and_keepalive(void **state)
 }
 #endif
 
+/* ---- Break it: time running out, peers leaving, threads exiting --------- */
+
+/* A TCP pair: c connected (with copt), s accepted. */
+static msgpipe_server *tcp_pair(const msgpipe_options *copt, msgpipe **c,
+                                msgpipe **s)
+{
+    char name[96];
+    msgpipe_server *srv = tcp_server(NULL, name, sizeof(name));
+
+    assert_rc(msgpipe_connect(name, copt, SUP_T_LONG, c), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, SUP_T_LONG, s), MSGPIPE_OK);
+    return srv;
+}
+
+/* Larger than what loopback TCP buffers hold, so that a send with a short
+ * timeout runs out while its message is going out. */
+enum { TCP_BIG = 24 * 1024 * 1024 };
+
+typedef struct tcp_send_job {
+    msgpipe *p;
+    const void *msg;
+    size_t len;
+    int timeout;
+    int rc;
+} tcp_send_job;
+
+static void *tcp_send_main(void *arg)
+{
+    tcp_send_job *j = (tcp_send_job *)arg;
+    j->rc = msgpipe_send(j->p, j->msg, j->len, j->timeout);
+    return NULL; /* and the thread exits */
+}
+
+/* A send whose 1 ms runs out while its message is going out is committed
+ * (MSGPIPE_OK), in a thread that then exits; the message arrives whole,
+ * and the next send, from another thread, follows it. */
+static void
+test_tcp_send_timeout_mid_message_commits_after_thread_exits(void **state)
+{
+    msgpipe *c = NULL, *s = NULL;
+    msgpipe_server *srv;
+    unsigned char *m = (unsigned char *)malloc(TCP_BIG);
+    tcp_send_job j, j2;
+    sup_thread *t;
+    void *got = NULL;
+    size_t len = 0;
+    (void)state;
+    assert_non_null(m);
+    sup_fill(m, TCP_BIG, 41);
+    srv = tcp_pair(NULL, &c, &s);
+    memset(&j, 0, sizeof(j));
+    j.p = c;
+    j.msg = m;
+    j.len = TCP_BIG;
+    j.timeout = 1;
+    sup_thread_join(sup_thread_start(tcp_send_main, &j));
+    assert_rc(j.rc, MSGPIPE_OK);
+    sup_sleep_ms(50);
+    j2 = j;
+    j2.msg = "after";
+    j2.len = 5;
+    j2.timeout = SUP_T_LONG;
+    t = sup_thread_start(tcp_send_main, &j2);
+    assert_rc(msgpipe_recv_alloc(s, &got, &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(len, TCP_BIG);
+    assert_int_equal(sup_check(got, len, 41), (size_t)-1);
+    msgpipe_free(got);
+    assert_rc(msgpipe_recv_alloc(s, &got, &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(got, "after", 5);
+    msgpipe_free(got);
+    sup_thread_join(t);
+    assert_rc(j2.rc, MSGPIPE_OK);
+    msgpipe_close(c);
+    msgpipe_close(s);
+    msgpipe_server_close(srv);
+    free(m);
+}
+
+static void *tcp_close_main(void *arg)
+{
+    msgpipe_close((msgpipe *)arg);
+    return NULL;
+}
+
+/* A committed send's tail goes out at close (within linger_ms), with no
+ * other call on the pipe: the reader gets the message whole, then the end. */
+static void test_tcp_close_finishes_committed_tail(void **state)
+{
+    msgpipe *c = NULL, *s = NULL;
+    msgpipe_server *srv;
+    unsigned char *m = (unsigned char *)malloc(TCP_BIG);
+    sup_thread *t;
+    void *got = NULL;
+    size_t len = 0;
+    (void)state;
+    assert_non_null(m);
+    sup_fill(m, TCP_BIG, 43);
+    srv = tcp_pair(NULL, &c, &s);
+    assert_rc(msgpipe_send(c, m, TCP_BIG, 1), MSGPIPE_OK);
+    /* The close (in another thread) waits for the reader to take it. */
+    t = sup_thread_start(tcp_close_main, c);
+    assert_rc(msgpipe_recv_alloc(s, &got, &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(len, TCP_BIG);
+    assert_int_equal(sup_check(got, len, 43), (size_t)-1);
+    msgpipe_free(got);
+    sup_thread_join(t);
+    assert_rc(msgpipe_recv_alloc(s, &got, &len, SUP_T_LONG), MSGPIPE_ECLOSED);
+    msgpipe_close(s);
+    msgpipe_server_close(srv);
+    free(m);
+}
+
+/* A peer that closes in the middle of a message (its linger_ms of 0 cuts
+ * off a committed tail): the receiver gets ECLOSED, never a part of it. */
+static void test_tcp_peer_closing_mid_message_is_eclosed(void **state)
+{
+    msgpipe_options o;
+    msgpipe *c = NULL, *s = NULL;
+    msgpipe_server *srv;
+    unsigned char *m = (unsigned char *)malloc(TCP_BIG);
+    void *got = NULL;
+    size_t len = 0;
+    (void)state;
+    assert_non_null(m);
+    sup_fill(m, TCP_BIG, 47);
+    msgpipe_options_init(&o);
+    o.linger_ms = 0;
+    srv = tcp_pair(&o, &c, &s);
+    assert_rc(msgpipe_send(c, "first", 5, SUP_T_LONG), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, m, TCP_BIG, 1), MSGPIPE_OK);
+    msgpipe_close(c);
+    assert_rc(msgpipe_recv_alloc(s, &got, &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(len, 5);
+    msgpipe_free(got);
+    got = NULL;
+    assert_rc(msgpipe_recv_alloc(s, &got, &len, SUP_T_LONG), MSGPIPE_ECLOSED);
+    assert_null(got);
+    msgpipe_close(s);
+    msgpipe_server_close(srv);
+    free(m);
+}
+
+/* A receive whose time runs out while a message is arriving returns
+ * ETIMEDOUT and keeps what came: later receives give the message whole. */
+static void test_tcp_recv_timeout_mid_message_keeps_it_whole(void **state)
+{
+    msgpipe *c = NULL, *s = NULL;
+    msgpipe_server *srv;
+    unsigned char *m = (unsigned char *)malloc(TCP_BIG);
+    tcp_send_job j;
+    sup_thread *t;
+    void *got = NULL;
+    size_t len = 0;
+    int rc, timeouts = 0;
+    (void)state;
+    assert_non_null(m);
+    sup_fill(m, TCP_BIG, 53);
+    srv = tcp_pair(NULL, &c, &s);
+    memset(&j, 0, sizeof(j));
+    j.p = c;
+    j.msg = m;
+    j.len = TCP_BIG;
+    j.timeout = SUP_T_LONG;
+    t = sup_thread_start(tcp_send_main, &j);
+    while ((rc = msgpipe_recv_alloc(s, &got, &len, 1)) == MSGPIPE_ETIMEDOUT)
+        timeouts++;
+    assert_rc(rc, MSGPIPE_OK);
+    assert_int_equal(len, TCP_BIG);
+    assert_int_equal(sup_check(got, len, 53), (size_t)-1);
+    msgpipe_free(got);
+    sup_thread_join(t);
+    assert_rc(j.rc, MSGPIPE_OK);
+    print_message("%d receives timed out first\n", timeouts);
+    msgpipe_close(c);
+    msgpipe_close(s);
+    msgpipe_server_close(srv);
+    free(m);
+}
+
+/* ENOBUFS keeps the message, EMSGSIZE drops an oversized one, and the
+ * next message is intact after both. */
+static void test_tcp_enobufs_keeps_and_emsgsize_drops(void **state)
+{
+    msgpipe_options o;
+    msgpipe *c = NULL, *s = NULL;
+    msgpipe_server *srv;
+    char name[96], buf[16];
+    static unsigned char big[300000];
+    size_t len = 0;
+    (void)state;
+    msgpipe_options_init(&o);
+    o.max_message = 100000;
+    srv = tcp_server(&o, name, sizeof(name));
+    assert_rc(msgpipe_connect(name, NULL, SUP_T_LONG, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, SUP_T_LONG, &s), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, "0123456789abcdefXYZ", 19, SUP_T_LONG),
+              MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, big, sizeof(big), SUP_T_LONG), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, "tail", 4, SUP_T_LONG), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(s, buf, sizeof(buf), &len, SUP_T_LONG),
+              MSGPIPE_ENOBUFS);
+    assert_int_equal(len, 19);
+    assert_rc(msgpipe_recv(s, buf, sizeof(buf), &len, SUP_T_LONG),
+              MSGPIPE_ENOBUFS);
+    {
+        char wide[32];
+        assert_rc(msgpipe_recv(s, wide, sizeof(wide), &len, SUP_T_LONG),
+                  MSGPIPE_OK);
+        assert_int_equal(len, 19);
+        assert_memory_equal(wide, "0123456789abcdefXYZ", 19);
+    }
+    assert_rc(msgpipe_recv(s, buf, sizeof(buf), &len, SUP_T_LONG),
+              MSGPIPE_EMSGSIZE);
+    assert_rc(msgpipe_recv(s, buf, sizeof(buf), &len, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "tail", 4);
+    msgpipe_close(c);
+    msgpipe_close(s);
+    msgpipe_server_close(srv);
+}
+
+/* The native handles of a TCP pipe and server: unsignalled while nothing
+ * waits, signalled once a message (a client) does. */
+static void test_tcp_native_handles_wake_for_message_and_client(void **state)
+{
+    msgpipe *c = NULL, *s = NULL, *c2 = NULL;
+    msgpipe_server *srv;
+    msgpipe_native hp, hs;
+    char name[96];
+    void *got = NULL;
+    size_t len;
+    (void)state;
+    srv = tcp_server(NULL, name, sizeof(name));
+    assert_rc(msgpipe_connect(name, NULL, SUP_T_LONG, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, SUP_T_LONG, &s), MSGPIPE_OK);
+    assert_rc(msgpipe_native_handle(s, MSGPIPE_POLLIN, &hp), MSGPIPE_OK);
+    assert_rc(msgpipe_server_native_handle(srv, &hs), MSGPIPE_OK);
+    assert_int_equal(sup_wait_native(hp, MSGPIPE_POLLIN, 0), 0);
+    assert_int_equal(sup_wait_native(hs, MSGPIPE_POLLIN, 0), 0);
+    assert_rc(msgpipe_send(c, "ping", 4, SUP_T_LONG), MSGPIPE_OK);
+    assert_int_equal(sup_wait_native(hp, MSGPIPE_POLLIN, SUP_T_LONG), 1);
+    assert_rc(msgpipe_recv_alloc(s, &got, &len, 0), MSGPIPE_OK);
+    msgpipe_free(got);
+    assert_rc(msgpipe_connect(name, NULL, SUP_T_LONG, &c2), MSGPIPE_OK);
+    assert_int_equal(sup_wait_native(hs, MSGPIPE_POLLIN, SUP_T_LONG), 1);
+    msgpipe_close(c2);
+    msgpipe_close(c);
+    msgpipe_close(s);
+    msgpipe_server_close(srv);
+}
+
 static void test_tcp_poll_and_poller_report_server_and_pipe(void **state)
 {
     msgpipe_server *srv;
@@ -1260,6 +1512,13 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_tcp_sockets_have_nodelay_and_keepalive),
 #endif
         SUP_TEST(1, test_tcp_poll_and_poller_report_server_and_pipe),
+        SUP_TEST(1,
+                 test_tcp_send_timeout_mid_message_commits_after_thread_exits),
+        SUP_TEST(1, test_tcp_close_finishes_committed_tail),
+        SUP_TEST(1, test_tcp_peer_closing_mid_message_is_eclosed),
+        SUP_TEST(1, test_tcp_recv_timeout_mid_message_keeps_it_whole),
+        SUP_TEST(1, test_tcp_enobufs_keeps_and_emsgsize_drops),
+        SUP_TEST(1, test_tcp_native_handles_wake_for_message_and_client),
         SUP_TEST(1, test_auth_tcp_right_key_passes_wrong_key_eacces_both),
         SUP_TEST(1, test_auth_local_name_right_key_passes_wrong_key_eacces),
         SUP_TEST(1, test_auth_client_without_key_is_not_served),

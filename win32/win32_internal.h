@@ -85,8 +85,15 @@ enum {
     MSGPIPE__W_RX_DONE   /* it completed: a message or the end is waiting */
 };
 
+struct msgpipe__w_tcp; /* win32_tcp.c */
+
 struct msgpipe {
     HANDLE h;
+    /* A tcp:// pipe (win32_tcp.c): its socket and its engine's state; h is
+     * then INVALID_HANDLE_VALUE, and of the fields below only the key,
+     * max_message, linger_ms, the tail's write (tx_ov, tx_ev, tx_busy,
+     * tx_seen, tx_len) and the poller's are used. */
+    struct msgpipe__w_tcp *tcp;
     HANDLE rd_ev;   /* manual-reset event for data reads */
     int server_end; /* 1: made by accept, 0: made by connect */
     int linger_ms;
@@ -196,6 +203,37 @@ struct msgpipe {
  * h is left open for the caller (and a key given stays the caller's). */
 int msgpipe__w_pipe_new(HANDLE h, int server_end, ULONG_PTR key,
                         const msgpipe__opts *o, msgpipe **out);
+
+/* ---- tcp:// (win32_tcp.c) ---------------------------------------------
+ * The entry points of msgpipe's calls route TCP pipes (p->tcp) here. */
+int msgpipe__w_tcp_connect(const msgpipe__name *name, const msgpipe__opts *o,
+                           int timeout_ms, msgpipe **out);
+int msgpipe__w_tcp_send(msgpipe *p, const void *msg, size_t len,
+                        int timeout_ms);
+/* msg NULL: into buf (cap bytes); else into a new buffer stored there. */
+int msgpipe__w_tcp_recv(msgpipe *p, void *buf, size_t cap, void **msg,
+                        size_t *len, int timeout_ms);
+int msgpipe__w_tcp_in_ready(msgpipe *p, HANDLE *wait);
+int msgpipe__w_tcp_in_ready_port(msgpipe *p);
+int msgpipe__w_tcp_out_ready(msgpipe *p);
+int msgpipe__w_tcp_native_handle(msgpipe *p, unsigned events,
+                                 msgpipe_native *out);
+int msgpipe__w_tcp_peer_address(msgpipe *p, char *buf, size_t cap, size_t *len);
+void msgpipe__w_tcp_close(msgpipe *p);
+/* A server's listening socket, non-blocking, its FD_ACCEPT on ev: bound
+ * to the name (with the non-loopback safe default checked) in *sock. */
+int msgpipe__w_tcp_bind(const msgpipe__name *name, const msgpipe__opts *o,
+                        UINT_PTR *sock, HANDLE ev);
+/* 1 if a connection waits on the listening socket (no blocking). */
+int msgpipe__w_tcp_pending(UINT_PTR sock);
+/* Accept one waiting connection as a pipe; ETIMEDOUT if none waits. */
+int msgpipe__w_tcp_accept(UINT_PTR sock, const msgpipe__opts *o, msgpipe **out);
+void msgpipe__w_tcp_close_socket(UINT_PTR sock);
+int msgpipe__w_tcp_sock_address(UINT_PTR sock, char *buf, size_t cap,
+                                size_t *len);
+/* The next signal of ev posts a completion for key to the port (once),
+ * replacing the wait in *wait: how a poller hears of a socket. */
+void msgpipe__w_tcp_watch(HANDLE ev, HANDLE *wait, ULONG_PTR key);
 
 /* ---- Handles with messages (win32_stream.c, win32_spawn.c) ------------- */
 

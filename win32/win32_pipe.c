@@ -27,7 +27,7 @@ const msgpipe__backend_info msgpipe__backend = {
     0,                    /* abstract_names */
     4,                    /* default_pending */
     0, /* has_uids: Windows identifies users by SID, not uid */
-    0  /* has_tcp: not yet (docs/tcp.md) */
+    1  /* has_tcp: Winsock (win32_tcp.c) */
 };
 
 /* ---- Clients ------------------------------------------------------------- */
@@ -41,6 +41,8 @@ int msgpipe__b_connect(const msgpipe__name *name, const msgpipe__opts *o,
     HANDLE h;
     int rc;
 
+    if (name->kind == MSGPIPE__NAME_TCP)
+        return msgpipe__w_tcp_connect(name, o, timeout_ms, out);
     rc = msgpipe__w_wide(name, &wname);
     if (rc != MSGPIPE_OK)
         return rc;
@@ -126,6 +128,8 @@ int msgpipe__b_peer(msgpipe *p, msgpipe_peer_info *info)
     ULONG pid = 0;
     BOOL ok;
 
+    if (p->tcp != NULL)
+        return MSGPIPE_ENOTSUP; /* msgpipe_peer_address */
     /* The parent's end of a spawned child knows its peer better than the
      * pipe, whose client end this process opened (win32_spawn.c). */
     if (p->peer_pid != 0) {
@@ -259,6 +263,8 @@ int msgpipe__b_peer_user(msgpipe *p, char *buf, size_t cap, size_t *len)
     char *text = NULL;
     int rc;
 
+    if (p->tcp != NULL)
+        return MSGPIPE_ENOTSUP;
     if (p->server_end) {
         rc = msgpipe__w_client_user(p, &user);
         sid = user != NULL ? user->User.Sid : NULL;
@@ -287,6 +293,8 @@ int msgpipe__b_same_user(msgpipe *p)
     PSID owner;
     int rc;
 
+    if (p->tcp != NULL)
+        return MSGPIPE_ENOTSUP;
     rc = msgpipe__w_pipe_owner(p, &owner, &sd);
     if (rc == MSGPIPE_OK)
         rc = msgpipe__w_own_user(&me);
@@ -325,23 +333,11 @@ int msgpipe__w_pipe_same_user(msgpipe *p)
     return same;
 }
 
-/* ---- TCP: not in this version on Windows (docs/tcp.md) ------------------ */
+/* ---- TCP (win32_tcp.c; a server's address: win32_server.c) ------------- */
 
 int msgpipe__b_peer_address(msgpipe *p, char *buf, size_t cap, size_t *len)
 {
-    (void)p;
-    (void)buf;
-    (void)cap;
-    (void)len;
-    return MSGPIPE_ENOTSUP;
-}
-
-int msgpipe__b_server_address(msgpipe_server *srv, char *buf, size_t cap,
-                              size_t *len)
-{
-    (void)srv;
-    (void)buf;
-    (void)cap;
-    (void)len;
-    return MSGPIPE_ENOTSUP;
+    if (p->tcp == NULL)
+        return MSGPIPE_ENOTSUP;
+    return msgpipe__w_tcp_peer_address(p, buf, cap, len);
 }

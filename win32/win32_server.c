@@ -73,6 +73,12 @@ struct msgpipe_server {
     int next; /* where the next accept starts looking (fairness) */
     struct msgpipe__w_inst *inst;
     void *pl_entry; /* its registration in a poller (win32_poller.c) */
+    /* A tcp:// server (tcp 1): its listening socket, whose FD_ACCEPT sets
+     * conn_ev, and the thread-pool wait that tells a poller (see
+     * msgpipe__w_tcp_watch); it has no name, instances or descriptor. */
+    int tcp;
+    UINT_PTR lsock;
+    HANDLE pl_wait;
 };
 
 /* ---- Instances ----------------------------------------------------------- */
@@ -332,6 +338,10 @@ static void msgpipe__w_server_free(msgpipe_server *srv)
 {
     int i;
 
+    if (srv->pl_wait != NULL)
+        UnregisterWaitEx(srv->pl_wait, INVALID_HANDLE_VALUE);
+    if (srv->tcp && srv->lsock != (UINT_PTR)INVALID_HANDLE_VALUE)
+        msgpipe__w_tcp_close_socket(srv->lsock);
     if (srv->inst != NULL) {
         for (i = 0; i < srv->n; i++) {
             msgpipe__w_slot_close(&srv->inst[i]);
@@ -356,6 +366,90 @@ static void msgpipe__w_server_free(msgpipe_server *srv)
     msgpipe__free(srv);
 }
 
+/* A tcp:// server: one listening socket instead of the instance pool. */
+static int msgpipe__w_tcp_listen(const msgpipe__name *name,
+                                 const msgpipe__opts *o, msgpipe_server **out)
+{
+    msgpipe_server *srv = (msgpipe_server *)msgpipe__calloc(1, sizeof(*srv));
+    int rc;
+
+    if (srv == NULL)
+        return MSGPIPE_ENOMEM;
+    srv->opts = *o;
+    srv->tcp = 1;
+    srv->lsock = (UINT_PTR)INVALID_HANDLE_VALUE;
+    srv->stop_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    srv->conn_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (srv->stop_ev == NULL || srv->conn_ev == NULL) {
+        rc = msgpipe__w_error(GetLastError());
+        goto fail;
+    }
+    rc = msgpipe__w_tcp_bind(name, o, &srv->lsock, srv->conn_ev);
+    if (rc != MSGPIPE_OK)
+        goto fail;
+    rc = msgpipe__w_port_bind(NULL, MSGPIPE__W_KEY_SERVER, srv, &srv->key);
+    if (rc != MSGPIPE_OK)
+        goto fail;
+    *out = srv;
+    return MSGPIPE_OK;
+fail:
+    msgpipe__w_server_free(srv);
+    return rc;
+}
+
+/* conn_ev set exactly while a connection waits (FD_ACCEPT sets it; a look
+ * behind it settles it): 1 if one waits. */
+static int msgpipe__w_tcp_settle(msgpipe_server *srv)
+{
+    ResetEvent(srv->conn_ev);
+    if (msgpipe__w_tcp_pending(srv->lsock)) {
+        SetEvent(srv->conn_ev);
+        return 1;
+    }
+    return 0;
+}
+
+static int msgpipe__w_tcp_srv_accept(msgpipe_server *srv, int timeout_ms,
+                                     msgpipe **out)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    HANDLE hs[2];
+    DWORD w;
+    int rc;
+
+    for (;;) {
+        if (msgpipe__w32.WaitForSingleObject(srv->stop_ev, 0) == WAIT_OBJECT_0)
+            return MSGPIPE_ESHUTDOWN;
+        ResetEvent(srv->conn_ev);
+        rc = msgpipe__w_tcp_accept(srv->lsock, &srv->opts, out);
+        if (rc != MSGPIPE_ETIMEDOUT) {
+            msgpipe__w_tcp_settle(srv);
+            msgpipe__w_pl_touch(NULL, srv);
+            return rc;
+        }
+        hs[0] = srv->stop_ev;
+        hs[1] = srv->conn_ev;
+        w = msgpipe__w32.WaitForMultipleObjects(2, hs, FALSE,
+                                                msgpipe__w_left(deadline));
+        if (w == WAIT_TIMEOUT) {
+            msgpipe__set_os_error(WAIT_TIMEOUT);
+            return MSGPIPE_ETIMEDOUT;
+        }
+        if (w == WAIT_OBJECT_0)
+            return MSGPIPE_ESHUTDOWN;
+        if (w != WAIT_OBJECT_0 + 1)
+            return msgpipe__w_error(GetLastError());
+    }
+}
+
+int msgpipe__b_server_address(msgpipe_server *srv, char *buf, size_t cap,
+                              size_t *len)
+{
+    if (!srv->tcp)
+        return MSGPIPE_ENOTSUP;
+    return msgpipe__w_tcp_sock_address(srv->lsock, buf, cap, len);
+}
+
 int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
                       msgpipe_server **out)
 {
@@ -364,6 +458,8 @@ int msgpipe__b_listen(const msgpipe__name *name, const msgpipe__opts *o,
                     (unsigned)GetCurrentProcessId() ^ (unsigned)GetTickCount();
     int i, rc, tries;
 
+    if (name->kind == MSGPIPE__NAME_TCP)
+        return msgpipe__w_tcp_listen(name, o, out);
     srv = (msgpipe_server *)msgpipe__calloc(1, sizeof(*srv));
     if (srv == NULL)
         return MSGPIPE_ENOMEM;
@@ -472,6 +568,8 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
     DWORD w, e;
     int i, k, live, rc, fill_rc;
 
+    if (srv->tcp)
+        return msgpipe__w_tcp_srv_accept(srv, timeout_ms, out);
     for (;;) {
         /* Shut down wins over a client that is already waiting: after
          * msgpipe_server_shutdown() every accept fails. */
@@ -571,6 +669,14 @@ int msgpipe__w_srv_raw_ready(msgpipe_server *srv, HANDLE wait[2])
     wait[1] = srv->stop_ev;
     if (msgpipe__w32.WaitForSingleObject(srv->stop_ev, 0) == WAIT_OBJECT_0)
         return 1; /* accept(..., 0) returns ESHUTDOWN at once */
+    if (srv->tcp) {
+        if (msgpipe__w_tcp_settle(srv))
+            return 1;
+        /* In a poller: the next connection posts to the port. */
+        if (srv->pl_entry != NULL)
+            msgpipe__w_tcp_watch(srv->conn_ev, &srv->pl_wait, srv->key);
+        return 0;
+    }
     if (msgpipe__w_srv_scan(srv) >= 0 || srv->err != 0)
         return 1;
     return 0;
@@ -589,7 +695,10 @@ int msgpipe__w_srv_ready(msgpipe_server *srv, HANDLE wait[2])
 
 int msgpipe__b_server_native_handle(msgpipe_server *srv, msgpipe_native *out)
 {
-    msgpipe__w_srv_scan(srv); /* settle conn_ev */
+    if (srv->tcp)
+        msgpipe__w_tcp_settle(srv);
+    else
+        msgpipe__w_srv_scan(srv); /* settle conn_ev */
     *out = (msgpipe_native)srv->conn_ev;
     return MSGPIPE_OK;
 }

@@ -164,6 +164,8 @@ int msgpipe__b_send_handles(msgpipe *p, const void *msg, size_t len,
     size_t i;
     int rc;
 
+    if (p->tcp != NULL)
+        return MSGPIPE_ENOTSUP; /* TCP carries no handles */
     if ((uint64_t)len > p->max_message)
         return MSGPIPE_EMSGSIZE;
     rc = msgpipe__w_peer_proc(p);

@@ -511,6 +511,10 @@ void msgpipe__b_close(msgpipe *p)
 {
     DWORD n;
 
+    if (p->tcp != NULL) {
+        msgpipe__w_tcp_close(p);
+        return;
+    }
     msgpipe__w_pl_forget(p, NULL);
     if (p->tx_busy || p->tx_hbusy)
         msgpipe__w_tx_finish(p, msgpipe__deadline(p->linger_ms));
@@ -712,6 +716,8 @@ int msgpipe__b_send(msgpipe *p, const void *msg, size_t len, int timeout_ms)
 {
     unsigned char hdr[MSGPIPE__W_HDR];
 
+    if (p->tcp != NULL)
+        return msgpipe__w_tcp_send(p, msg, len, timeout_ms);
     if (len >= MSGPIPE__W_MAGIC_LEN &&
         memcmp(msg, msgpipe__w_magic, MSGPIPE__W_MAGIC_LEN) == 0) {
         memset(hdr, 0, sizeof(hdr));
@@ -1544,8 +1550,16 @@ static int msgpipe__w_recv(msgpipe *p, unsigned char *buf, size_t cap,
                            void **msg, size_t *len, msgpipe_native *h,
                            size_t hcap, size_t *nh, int timeout_ms)
 {
-    int rc = msgpipe__w_recv_in(p, buf, cap, msg, len, h, hcap, nh, timeout_ms);
+    int rc;
 
+    if (p->tcp != NULL) {
+        /* No handles travel over TCP: h is left alone, *nh stays 0. */
+        (void)h;
+        (void)hcap;
+        (void)nh;
+        return msgpipe__w_tcp_recv(p, buf, cap, msg, len, timeout_ms);
+    }
+    rc = msgpipe__w_recv_in(p, buf, cap, msg, len, h, hcap, nh, timeout_ms);
     if (InterlockedCompareExchange(&p->pl_in, 0, 0) != 0 &&
         (p->rx_state != MSGPIPE__W_RX_ARMED || !p->arm_port))
         msgpipe__w_pl_touch(p, NULL);
@@ -1580,6 +1594,8 @@ int msgpipe__b_recv_handles(msgpipe *p, void *buf, size_t cap, size_t *len,
 
 int msgpipe__w_pipe_in_ready(msgpipe *p, HANDLE *wait)
 {
+    if (p->tcp != NULL)
+        return msgpipe__w_tcp_in_ready(p, wait);
     *wait = p->ready_ev;
     return msgpipe__w_rx_ready(p);
 }
@@ -1588,6 +1604,8 @@ int msgpipe__w_pipe_in_ready_port(msgpipe *p)
 {
     DWORD n;
 
+    if (p->tcp != NULL)
+        return msgpipe__w_tcp_in_ready_port(p);
     /* A read armed before the pipe joined its poller reports to the event
      * alone: take it back (a zero-byte read consumes nothing unless it
      * completes, and then it is harvested) and arm one for the port. */
@@ -1674,6 +1692,8 @@ int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now)
     msgpipe__w_pipe_local_info info;
 
     (void)now;
+    if (p->tcp != NULL)
+        return msgpipe__w_tcp_out_ready(p);
     if ((InterlockedCompareExchange(&p->tx_busy, 0, 0) == 0 ||
          InterlockedCompareExchange(&p->tx_seen, 0, 0) != 0) &&
         (InterlockedCompareExchange(&p->tx_hbusy, 0, 0) == 0 ||
@@ -1686,6 +1706,8 @@ int msgpipe__w_pipe_out_ready(msgpipe *p, int64_t now)
 
 int msgpipe__b_native_handle(msgpipe *p, unsigned events, msgpipe_native *out)
 {
+    if (p->tcp != NULL)
+        return msgpipe__w_tcp_native_handle(p, events, out);
     /* No waitable object exists for "room in a pipe" (see
      * msgpipe__w_pipe_out_ready). */
     if (events != MSGPIPE_POLLIN)
