@@ -12,9 +12,10 @@
  *                  (MSGPIPE_POSIX_TRANSPORT=fifo).
  *
  * Beyond one machine, names "tcp://HOST:PORT" carry the same pipes over TCP
- * (POSIX backends, either transport), and msgpipe_options.authkey makes
- * both ends prove a shared secret first (every backend) - both exactly as
- * Python's multiprocessing.connection does them (docs/tcp.md).
+ * (both systems: POSIX sockets, either transport, and Winsock), and
+ * msgpipe_options.authkey makes both ends prove a shared secret first
+ * (every backend) - both exactly as Python's multiprocessing.connection
+ * does them (docs/tcp.md).
  *
  * Model
  * -----
@@ -334,7 +335,7 @@ typedef struct msgpipe msgpipe;               /* one connected pipe */
  *                           address or an IPv6 address in brackets
  *                           ("tcp://[::1]:5000"); PORT 0-65535, 0 for a
  *                           server to pick one (msgpipe_server_address).
- *                           Windows: MSGPIPE_ENOTSUP in this version.
+ *                           Both systems (Windows: Winsock).
  *                           (A POSIX path that starts with "tcp://" is
  *                           reached as "./tcp://...".)
  *
@@ -774,7 +775,10 @@ typedef int msgpipe_native; /* a file descriptor */
  * POSIX: a file descriptor; wait for it to be readable (POLLIN) or
  * writable (POLLOUT), level-triggered.  Windows (POLLIN only): a
  * manual-reset event, signalled while a message or the end of the pipe is
- * waiting; usable with WaitForMultipleObjects.
+ * waiting; usable with WaitForMultipleObjects.  A tcp:// pipe's handle
+ * (the socket on POSIX, its WSAEventSelect event on Windows) also wakes
+ * while a message is still arriving: receive with timeout 0, and wait
+ * again on MSGPIPE_ETIMEDOUT.
  *
  * The rule that keeps readiness exact: msgpipe may already hold messages
  * it read from the system, which then no longer makes the handle ready.

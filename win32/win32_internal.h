@@ -29,6 +29,10 @@
  *                     as this user, DuplicateHandle.
  *   win32_crypto.c    authkey's HMAC and random bytes (BCrypt) and the
  *                     wait of a server's handshakes (posix_crypto.c).
+ *   win32_tcp.c       tcp:// with Winsock: connecting, a TCP server's
+ *                     listening socket, and the stream engine of TCP
+ *                     pipes, to which the entry points of win32_stream.c
+ *                     route them (posix/posix_tcp.c).
  *
  * Dependencies go one way: win32_stream.c uses nothing of the others but
  * msgpipe__w_peer_trusted (win32_spawn.c), which its receive asks before it
