@@ -395,6 +395,71 @@ static void test_tcp_sockets_have_nodelay_and_keepalive(void **state)
 }
 #endif
 
+typedef struct tcp_late {
+    const char *name; /* connect to it, or */
+    msgpipe *p;       /* send on it, after a pause */
+    msgpipe *out;
+    int rc;
+} tcp_late;
+
+static void *tcp_late_main(void *arg)
+{
+    tcp_late *l = (tcp_late *)arg;
+    sup_sleep_ms(100);
+    if (l->name != NULL)
+        l->rc = msgpipe_connect(l->name, NULL, SUP_T_LONG, &l->out);
+    else
+        l->rc = msgpipe_send(l->p, "late", 4, SUP_T_LONG);
+    return NULL;
+}
+
+/* A poller already waiting wakes for a TCP server's new client and for a
+ * message arriving on a TCP pipe (nothing was there when the wait
+ * began). */
+static void
+test_tcp_poller_wakes_for_client_and_message_while_waiting(void **state)
+{
+    msgpipe_server *srv;
+    msgpipe *s = NULL;
+    msgpipe_poller *pl = NULL;
+    msgpipe_event ev[2];
+    char name[96], buf[8];
+    size_t len;
+    tcp_late l;
+    sup_thread *t;
+    (void)state;
+    srv = tcp_server(NULL, name, sizeof(name));
+    assert_rc(msgpipe_poller_new(&pl), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_add(pl, NULL, srv, MSGPIPE_POLLIN, srv),
+              MSGPIPE_OK);
+    assert_rc(msgpipe_poller_wait(pl, ev, 2, 0), MSGPIPE_ETIMEDOUT);
+    memset(&l, 0, sizeof(l));
+    l.name = name;
+    t = sup_thread_start(tcp_late_main, &l);
+    assert_rc(msgpipe_poller_wait(pl, ev, 2, SUP_T_LONG), 1);
+    assert_ptr_equal(ev[0].server, srv);
+    sup_thread_join(t);
+    assert_rc(l.rc, MSGPIPE_OK);
+    assert_rc(msgpipe_accept(srv, 0, &s), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_remove(pl, NULL, srv), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_add(pl, s, NULL, MSGPIPE_POLLIN, s), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_wait(pl, ev, 2, 0), MSGPIPE_ETIMEDOUT);
+    l.name = NULL;
+    l.p = l.out;
+    t = sup_thread_start(tcp_late_main, &l);
+    assert_rc(msgpipe_poller_wait(pl, ev, 2, SUP_T_LONG), 1);
+    assert_ptr_equal(ev[0].pipe, s);
+    assert_int_equal(ev[0].events, MSGPIPE_POLLIN);
+    sup_thread_join(t);
+    assert_rc(l.rc, MSGPIPE_OK);
+    assert_rc(msgpipe_recv(s, buf, sizeof(buf), &len, 0), MSGPIPE_OK);
+    assert_int_equal(len, 4);
+    msgpipe_poller_close(pl);
+    msgpipe_close(l.out);
+    msgpipe_close(s);
+    msgpipe_server_close(srv);
+}
+
 /* ---- Break it: time running out, peers leaving, threads exiting --------- */
 
 /* A TCP pair: c connected (with copt), s accepted. */
@@ -1563,6 +1628,7 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_tcp_sockets_have_nodelay_and_keepalive),
 #endif
         SUP_TEST(1, test_tcp_poll_and_poller_report_server_and_pipe),
+        SUP_TEST(1, test_tcp_poller_wakes_for_client_and_message_while_waiting),
         SUP_TEST(1,
                  test_tcp_send_timeout_mid_message_commits_after_thread_exits),
         SUP_TEST(1, test_tcp_close_finishes_committed_tail),

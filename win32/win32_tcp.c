@@ -373,7 +373,10 @@ static int msgpipe__t_send(msgpipe *p, const void *msg, size_t len,
     size_t left, done = 0, step;
     int rc, nb = 2;
 
-    if ((uint64_t)len > p->max_message)
+    /* A WSABUF holds at most 4 GiB - 1: a larger message is refused on
+     * Windows rather than sent in part (docs/tcp.md). */
+    if ((uint64_t)len > p->max_message ||
+        (uint64_t)len > 0xFFFFFFFFu - MSGPIPE__FRAME_HDR_MAX)
         return MSGPIPE_EMSGSIZE;
     /* An earlier message's tail must be out first. */
     if (p->tx_busy) {
