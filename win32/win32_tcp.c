@@ -453,7 +453,7 @@ static int msgpipe__t_send(msgpipe *p, const void *msg, size_t len,
 static int msgpipe__t_fill(struct msgpipe__w_tcp *t, size_t want)
 {
     unsigned char *nbuf;
-    size_t ncap;
+    size_t ncap, have, target;
     int r;
 
     if (t->eof || t->rx_err != 0)
@@ -466,10 +466,19 @@ static int msgpipe__t_fill(struct msgpipe__w_tcp *t, size_t want)
     }
     if (want < MSGPIPE__T_RB_MIN)
         want = MSGPIPE__T_RB_MIN;
-    if (t->rb_cap - t->rb_off < want || t->rb_cap == t->rb_len) {
-        ncap = t->rb_off + want;
-        if (ncap < t->rb_len + MSGPIPE__T_RB_MIN / 4)
-            ncap = t->rb_len + MSGPIPE__T_RB_MIN / 4;
+    have = t->rb_len - t->rb_off;
+    if (t->rb_cap == t->rb_len ||
+        (t->rb_cap - t->rb_off < want &&
+         t->rb_cap - t->rb_len < MSGPIPE__T_RB_MIN / 4)) {
+        /* Grow with what has come (doubling), never straight to what a
+         * header announces: a peer that announces 2 GiB and sends little
+         * costs little. */
+        target = have < want / 2 ? 2 * have : want;
+        if (target < MSGPIPE__T_RB_MIN)
+            target = MSGPIPE__T_RB_MIN;
+        if (target < have + MSGPIPE__T_RB_MIN / 4)
+            target = have + MSGPIPE__T_RB_MIN / 4;
+        ncap = t->rb_off + target;
         nbuf = (unsigned char *)msgpipe__realloc(t->rb, ncap);
         if (nbuf == NULL) {
             t->rx_err = MSGPIPE_ENOMEM;
@@ -539,14 +548,15 @@ static int msgpipe__t_look(msgpipe *p, uint64_t *size, size_t *hl)
     return t->eof || t->rx_err ? 3 : 0;
 }
 
-/* Read until nothing more is there (or a message is complete). */
-static int msgpipe__t_pump(msgpipe *p, uint64_t *size, size_t *hl)
+/* Read until nothing more is there (or a message is complete, or its
+ * header says it is larger than cap: nothing more is read for it). */
+static int msgpipe__t_pump(msgpipe *p, size_t cap, uint64_t *size, size_t *hl)
 {
     int k;
 
     for (;;) {
         k = msgpipe__t_look(p, size, hl);
-        if (k != 0)
+        if (k != 0 || (*hl != 0 && *size > cap))
             return k;
         if (msgpipe__t_fill(p->tcp, *hl != 0 ? (size_t)(*hl + *size) : 0) <= 0)
             return msgpipe__t_look(p, size, hl);
@@ -563,7 +573,7 @@ static int msgpipe__t_settle(msgpipe *p)
     int k;
 
     ResetEvent(t->ev);
-    k = msgpipe__t_pump(p, &size, &hl);
+    k = msgpipe__t_pump(p, (size_t)-1, &size, &hl);
     if (k != 0)
         SetEvent(t->ev);
     return k != 0;
@@ -580,7 +590,7 @@ static int msgpipe__t_recv(msgpipe *p, unsigned char *buf, size_t cap,
     int k;
 
     for (;;) {
-        k = msgpipe__t_pump(p, &size, &hl);
+        k = msgpipe__t_pump(p, msg != NULL ? (size_t)-1 : cap, &size, &hl);
         switch (k) {
         case 1:
             if (msg == NULL && size > cap) {
@@ -616,6 +626,12 @@ static int msgpipe__t_recv(msgpipe *p, unsigned char *buf, size_t cap,
         case 4:
             return MSGPIPE_EPROTO;
         default:
+            /* Too large for buf: said as soon as the header is in, without
+             * waiting for (or holding) the rest. */
+            if (hl != 0 && msg == NULL && size > cap) {
+                *len = (size_t)size;
+                return MSGPIPE_ENOBUFS;
+            }
             break;
         }
         if (!msgpipe__t_wait(t->s, 1, deadline)) {
