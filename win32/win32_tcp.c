@@ -424,8 +424,13 @@ static int msgpipe__t_send(msgpipe *p, const void *msg, size_t len,
             continue;
         }
         rc = WSAGetLastError();
-        if (rc != WSAEWOULDBLOCK)
-            return msgpipe__t_err(rc);
+        if (rc != WSAEWOULDBLOCK) {
+            rc = msgpipe__t_err(rc);
+            /* Part of a message went out: nothing can follow it. */
+            if (done > 0)
+                t->tx_err = rc == MSGPIPE_ECLOSED ? rc : MSGPIPE_EIO;
+            return rc;
+        }
         if (msgpipe__t_wait(t->s, 0, deadline))
             continue;
         if (done == 0) {
