@@ -474,6 +474,61 @@ static msgpipe_server *tcp_pair(const msgpipe_options *copt, msgpipe **c,
     return srv;
 }
 
+typedef struct tcp_drain {
+    msgpipe *p;
+    int n;
+} tcp_drain;
+
+static void *tcp_drain_main(void *arg)
+{
+    tcp_drain *d = (tcp_drain *)arg;
+    void *got;
+    size_t len;
+    sup_sleep_ms(100);
+    while (msgpipe_recv_alloc(d->p, &got, &len, 500) == MSGPIPE_OK) {
+        msgpipe_free(got);
+        d->n++;
+    }
+    return NULL;
+}
+
+/* A poller waiting for MSGPIPE_POLLOUT on a TCP pipe whose buffers are
+ * full wakes once the reader makes room (sends of 100 bytes with timeout 0
+ * until one is ETIMEDOUT: the buffers are full, usually with no committed
+ * tail to end). */
+static void test_tcp_poller_pollout_wakes_when_room_appears(void **state)
+{
+    static unsigned char m[100];
+    msgpipe *c = NULL, *s = NULL;
+    msgpipe_server *srv;
+    msgpipe_poller *pl = NULL;
+    msgpipe_event ev[1];
+    tcp_drain d;
+    sup_thread *t;
+    long sent = 0;
+    int rc;
+    (void)state;
+    srv = tcp_pair(NULL, &c, &s);
+    while ((rc = msgpipe_send(c, m, sizeof(m), 0)) == MSGPIPE_OK)
+        sent++;
+    assert_rc(rc, MSGPIPE_ETIMEDOUT);
+    assert_rc(msgpipe_poller_new(&pl), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_add(pl, c, NULL, MSGPIPE_POLLOUT, c), MSGPIPE_OK);
+    assert_rc(msgpipe_poller_wait(pl, ev, 1, 0), MSGPIPE_ETIMEDOUT);
+    memset(&d, 0, sizeof(d));
+    d.p = s;
+    t = sup_thread_start(tcp_drain_main, &d);
+    assert_rc(msgpipe_poller_wait(pl, ev, 1, SUP_T_LONG), 1);
+    assert_int_equal(ev[0].events, MSGPIPE_POLLOUT);
+    msgpipe_poller_close(pl);
+    msgpipe_close(c);
+    sup_thread_join(t);
+    print_message("%ld sends before the buffers were full, %d read\n", sent,
+                  d.n);
+    msgpipe_close(s);
+    msgpipe_server_close(srv);
+}
+
 /* Larger than what loopback TCP buffers hold, so that a send with a short
  * timeout runs out while its message is going out. */
 enum { TCP_BIG = 24 * 1024 * 1024 };
@@ -1662,6 +1717,7 @@ int main(int argc, char **argv)
 #endif
         SUP_TEST(1, test_tcp_poll_and_poller_report_server_and_pipe),
         SUP_TEST(1, test_tcp_poller_wakes_for_client_and_message_while_waiting),
+        SUP_TEST(1, test_tcp_poller_pollout_wakes_when_room_appears),
         SUP_TEST(1,
                  test_tcp_send_timeout_mid_message_commits_after_thread_exits),
         SUP_TEST(SUP_WINDOWS,

@@ -21,11 +21,11 @@
  *   completion packet (msgpipe__w_tx_seen in win32_poller.c), exactly as
  *   for a pipe's write.  The next send waits for it within its own
  *   timeout, and close for at most linger_ms.
- * - Readiness: the socket's WSAEventSelect event (FD_READ, FD_CLOSE) is
- *   the pipe's waitable handle (msgpipe_poll, msgpipe_native_handle); it
- *   is a hint that is looked behind, never trusted alone.  For a poller a
- *   thread-pool wait on that event posts to the completion port under the
- *   pipe's key (msgpipe__w_tcp_watch).
+ * - Readiness: the socket's WSAEventSelect event (FD_READ, FD_CLOSE, FD_WRITE)
+ * is the pipe's waitable handle (msgpipe_poll, msgpipe_native_handle); it is a
+ * hint that is looked behind, never trusted alone.  For a poller a thread-pool
+ * wait on that event posts to the completion port under the pipe's key
+ * (msgpipe__w_tcp_watch).
  *
  * WSAStartup is called once, inside the library, by the first TCP call;
  * WSACleanup never: TCP pipes may live until the process ends.
@@ -44,7 +44,7 @@
 
 struct msgpipe__w_tcp {
     SOCKET s;
-    HANDLE ev;   /* WSAEventSelect(FD_READ | FD_CLOSE) */
+    HANDLE ev;   /* WSAEventSelect(FD_READ | FD_CLOSE | FD_WRITE) */
     HANDLE wait; /* thread-pool wait on ev for a poller, or NULL */
     struct sockaddr_storage peer;
     int peer_len;
@@ -251,7 +251,8 @@ static int msgpipe__t_pipe(SOCKET s, int server_end, const msgpipe__opts *o,
         rc = msgpipe__w_error(GetLastError());
         goto fail;
     }
-    if (WSAEventSelect(s, (WSAEVENT)t->ev, FD_READ | FD_CLOSE) != 0 ||
+    if (WSAEventSelect(s, (WSAEVENT)t->ev, FD_READ | FD_CLOSE | FD_WRITE) !=
+            0 ||
         ioctlsocket(s, FIONBIO, &one) != 0) {
         rc = msgpipe__t_err(WSAGetLastError());
         goto fail;
@@ -684,21 +685,39 @@ int msgpipe__w_tcp_in_ready_port(msgpipe *p)
 
 /* POLLOUT: would a small send with timeout 0 commit its message?  Yes when
  * no tail is in flight and the socket has room, or when it would fail. */
-int msgpipe__w_tcp_out_ready(msgpipe *p)
+static int msgpipe__t_writable(SOCKET s)
 {
-    struct msgpipe__w_tcp *t = p->tcp;
     fd_set ws, xs;
     struct timeval tv = {0, 0};
 
-    if (!msgpipe__t_tx_idle(p))
-        return 0;
-    if (t->tx_err != 0)
-        return 1;
     FD_ZERO(&ws);
     FD_ZERO(&xs);
-    FD_SET(t->s, &ws);
-    FD_SET(t->s, &xs);
+    FD_SET(s, &ws);
+    FD_SET(s, &xs);
     return select(0, NULL, &ws, &xs, &tv) != 0;
+}
+
+int msgpipe__w_tcp_out_ready(msgpipe *p)
+{
+    struct msgpipe__w_tcp *t = p->tcp;
+
+    /* A tail in flight: its completion packet wakes a poller. */
+    if (!msgpipe__t_tx_idle(p))
+        return 0;
+    if (t->tx_err != 0 || msgpipe__t_writable(t->s))
+        return 1;
+    /* Full buffers: FD_WRITE sets the event when room appears (a send
+     * that found them full re-enabled it).  A poller (msgpipe_poll ticks
+     * instead) hears of that through the event's wait, after a reset and
+     * a look again, so that nothing set before counts and nothing set
+     * after is missed. */
+    if (p->pl_entry != NULL) {
+        ResetEvent(t->ev);
+        if (msgpipe__t_writable(t->s))
+            return 1;
+        msgpipe__w_tcp_watch(t->ev, &t->wait, p->key);
+    }
+    return 0;
 }
 
 int msgpipe__w_tcp_native_handle(msgpipe *p, unsigned events,
