@@ -21,11 +21,11 @@
  *   completion packet (msgpipe__w_tx_seen in win32_poller.c), exactly as
  *   for a pipe's write.  The next send waits for it within its own
  *   timeout, and close for at most linger_ms.
- * - Readiness: the socket's WSAEventSelect event (FD_READ, FD_CLOSE, FD_WRITE)
- * is the pipe's waitable handle (msgpipe_poll, msgpipe_native_handle); it is a
- * hint that is looked behind, never trusted alone.  For a poller a thread-pool
- * wait on that event posts to the completion port under the pipe's key
- * (msgpipe__w_tcp_watch).
+ * - Readiness: the socket's WSAEventSelect event (FD_READ, FD_CLOSE,
+ *   FD_WRITE) is the pipe's waitable handle (msgpipe_poll,
+ *   msgpipe_native_handle); it is a hint that is looked behind, never
+ *   trusted alone.  For a poller a thread-pool wait on that event posts to
+ *   the completion port under the pipe's key (msgpipe__w_tcp_watch).
  *
  * WSAStartup is called once, inside the library, by the first TCP call;
  * WSACleanup never: TCP pipes may live until the process ends.
