@@ -23,6 +23,7 @@ typedef SOCKET raw_sock;
 #else
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netdb.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -245,6 +246,27 @@ static void test_tcp_ipv6_loopback_round_trip(void **state)
     msgpipe_server_close(srv);
 }
 
+/* Does "localhost" resolve to 127.0.0.1 on this machine?  (A minimal
+ * root may have no /etc/hosts, and no resolver that knows the name.) */
+static int localhost_is_loopback(void)
+{
+    struct addrinfo hints, *res = NULL, *a;
+    int found = 0;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo("localhost", NULL, &hints, &res) != 0)
+        return 0;
+    for (a = res; a != NULL; a = a->ai_next) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)a->ai_addr;
+        if (ntohl(sin->sin_addr.s_addr) == 0x7f000001u)
+            found = 1;
+    }
+    freeaddrinfo(res);
+    return found;
+}
+
 /* "localhost" may resolve to ::1 first, where nothing listens: the
  * connect goes on to 127.0.0.1. */
 static void test_tcp_host_name_tries_every_address(void **state)
@@ -254,6 +276,12 @@ static void test_tcp_host_name_tries_every_address(void **state)
     char name[96], host[96];
     (void)state;
     srv = tcp_server(NULL, name, sizeof(name));
+    if (!localhost_is_loopback()) { /* asked after the library started
+                                       Winsock, on Windows */
+        msgpipe_server_close(srv);
+        SUP_SKIP("\"localhost\" does not resolve to 127.0.0.1 here (no "
+                 "/etc/hosts entry?)");
+    }
     snprintf(host, sizeof(host), "tcp://localhost:%d", port_of(name));
     assert_rc(msgpipe_connect(host, NULL, SUP_T_LONG, &c), MSGPIPE_OK);
     assert_rc(msgpipe_accept(srv, SUP_T_LONG, &s), MSGPIPE_OK);
