@@ -1162,6 +1162,16 @@ static void *close_race_main(void *arg)
     return NULL;
 }
 
+/* Until the waiting thread has reported the victim at least once (it goes
+ * on waiting, and reporting it, while the close comes). */
+static void close_race_started(close_race *cr)
+{
+    int64_t until = sup_now_ms() + SUP_T_LONG;
+    while (sup_atomic_get(&cr->before) == 0 && sup_now_ms() < until)
+        sup_sleep_ms(1);
+    assert_true(sup_atomic_get(&cr->before) > 0);
+}
+
 static void close_race_finish(close_race *cr, sup_thread *t, msgpipe *peer)
 {
     sup_atomic_set(&cr->closed, 1);
@@ -1193,7 +1203,7 @@ static void test_poller_close_of_a_pipe_while_another_thread_waits(void **state)
     cr.victim = b;
     cr.other = d;
     t = sup_thread_start(close_race_main, &cr);
-    sup_sleep_ms(100); /* b is reported again and again */
+    close_race_started(&cr); /* b is reported again and again */
     msgpipe_close(b);
     close_race_finish(&cr, t, c);
     msgpipe_poller_close(pl);
@@ -1225,7 +1235,7 @@ static void test_poller_server_close_while_another_thread_waits(void **state)
     cr.victim = srv;
     cr.other = d;
     t = sup_thread_start(close_race_main, &cr);
-    sup_sleep_ms(100); /* the server is reported again and again */
+    close_race_started(&cr); /* the server is reported again and again */
     msgpipe_server_close(srv);
     close_race_finish(&cr, t, c);
     msgpipe_poller_close(pl);
