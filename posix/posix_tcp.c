@@ -125,17 +125,13 @@ static int msgpipe__addr_text(const struct sockaddr *sa, socklen_t len,
     return msgpipe__put_text(text, buf, cap, out_len);
 }
 
-/* A connected socket into a new pipe: blocking mode with MSG_DONTWAIT per
- * call, as the socket transport's pipes (posix_socket.c).  Takes fd. */
-static int msgpipe__tcp_pipe(int fd, const msgpipe__opts *o, msgpipe **out)
+/* A connected socket into the new pipe *out (from msgpipe__pipe_alloc):
+ * blocking mode with MSG_DONTWAIT per call, as the socket transport's
+ * pipes (posix_socket.c).  Takes fd, and on failure the pipe too. */
+static int msgpipe__tcp_wrap(int fd, msgpipe **out)
 {
-    int fl, rc = msgpipe__pipe_alloc(o, out);
+    int fl = fcntl(fd, F_GETFL), rc;
 
-    if (rc != MSGPIPE_OK) {
-        close(fd);
-        return rc;
-    }
-    fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
         rc = msgpipe__from_errno(errno);
         close(fd);
@@ -152,6 +148,18 @@ static int msgpipe__tcp_pipe(int fd, const msgpipe__opts *o, msgpipe **out)
                     &(*out)->tcp_peer_len) != 0)
         (*out)->tcp_peer_len = 0;
     return MSGPIPE_OK;
+}
+
+/* A connected socket into a new pipe.  Takes fd. */
+static int msgpipe__tcp_pipe(int fd, const msgpipe__opts *o, msgpipe **out)
+{
+    int rc = msgpipe__pipe_alloc(o, out);
+
+    if (rc != MSGPIPE_OK) {
+        close(fd);
+        return rc;
+    }
+    return msgpipe__tcp_wrap(fd, out);
 }
 
 /* ---- Servers ---------------------------------------------------------------
@@ -234,10 +242,15 @@ int msgpipe__tcp_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
             fd = msgpipe__sys.accept(s->fd);
         }
         if (fd >= 0) {
-            rc = msgpipe__tcp_pipe(fd, &s->opts, out);
-            if (rc != MSGPIPE_OK)
-                *out = NULL; /* the connection is dropped */
-            return rc;
+            /* The pipe first: out of memory, the connection is kept for
+             * the next accept instead of being dropped (as in
+             * posix_socket.c). */
+            rc = msgpipe__pipe_alloc(&s->opts, out);
+            if (rc != MSGPIPE_OK) {
+                s->held_fd = fd;
+                return rc;
+            }
+            return msgpipe__tcp_wrap(fd, out);
         }
         switch (errno) {
         case EAGAIN:

@@ -334,6 +334,50 @@ static void test_tcp_server_beyond_loopback_needs_authkey(void **state)
     }
 }
 
+static void *no_malloc(size_t n)
+{
+    (void)n;
+    return NULL;
+}
+
+static void *no_calloc(size_t n, size_t size)
+{
+    (void)n;
+    (void)size;
+    return NULL;
+}
+
+/* An accept that runs out of memory loses no client: it returns
+ * MSGPIPE_ENOMEM, and the next accept gets the client that was waiting,
+ * with its message (as for local names: test_races). */
+static void test_tcp_accept_after_enomem_gets_the_waiting_client(void **state)
+{
+    msgpipe_server *srv;
+    msgpipe *c = NULL, *s = NULL;
+    msgpipe__allocator saved = msgpipe__mem;
+    char name[96], buf[8];
+    size_t len = 0;
+    int rc;
+    (void)state;
+
+    srv = tcp_server(NULL, name, sizeof(name));
+    assert_rc(msgpipe_connect(name, NULL, SUP_T, &c), MSGPIPE_OK);
+    assert_rc(msgpipe_send(c, "hi", 2, SUP_T), MSGPIPE_OK);
+    msgpipe__mem.malloc = no_malloc;
+    msgpipe__mem.calloc = no_calloc;
+    rc = msgpipe_accept(srv, SUP_T, &s);
+    msgpipe__mem = saved;
+    assert_rc(rc, MSGPIPE_ENOMEM);
+    assert_null(s);
+    assert_rc(msgpipe_accept(srv, SUP_T, &s), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(s, buf, sizeof(buf), &len, SUP_T), MSGPIPE_OK);
+    assert_int_equal(len, 2);
+    assert_memory_equal(buf, "hi", 2);
+    msgpipe_close(s);
+    msgpipe_close(c);
+    msgpipe_server_close(srv);
+}
+
 static void test_tcp_port_in_use_is_eaddrinuse(void **state)
 {
     msgpipe_server *srv, *two = NULL;
@@ -1739,6 +1783,7 @@ int main(int argc, char **argv)
         SUP_TEST(1, test_tcp_no_server_is_enoent_at_once_etimedout_later),
         SUP_TEST(1, test_tcp_server_beyond_loopback_needs_authkey),
         SUP_TEST(1, test_tcp_port_in_use_is_eaddrinuse),
+        SUP_TEST(1, test_tcp_accept_after_enomem_gets_the_waiting_client),
         SUP_TEST(1, test_tcp_graceful_close_delivers_large_messages),
 #ifndef _WIN32
         SUP_TEST(1, test_tcp_sockets_have_nodelay_and_keepalive),

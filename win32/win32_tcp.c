@@ -219,24 +219,39 @@ static SOCKET msgpipe__t_socket(int family)
 /* ---- Pipes ----------------------------------------------------------------
  */
 
-/* A connected socket into a new pipe; takes s. */
-static int msgpipe__t_pipe(SOCKET s, int server_end, const msgpipe__opts *o,
-                           msgpipe **out)
+/* The memory of a TCP pipe, before there is a socket for it (so that an
+ * accept out of memory leaves the connection queued for the next one). */
+static msgpipe *msgpipe__t_alloc(void)
 {
     msgpipe *p = (msgpipe *)msgpipe__calloc(1, sizeof(*p));
-    struct msgpipe__w_tcp *t;
+    struct msgpipe__w_tcp *t =
+        (struct msgpipe__w_tcp *)msgpipe__calloc(1, sizeof(*t));
+
+    if (p == NULL || t == NULL) {
+        msgpipe__free(p);
+        msgpipe__free(t);
+        return NULL;
+    }
+    p->tcp = t;
+    return p;
+}
+
+static void msgpipe__t_free(msgpipe *p)
+{
+    msgpipe__free(p->tcp);
+    msgpipe__free(p);
+}
+
+/* A connected socket into the pipe p of msgpipe__t_alloc; takes s and p
+ * (both are freed on failure). */
+static int msgpipe__t_setup(SOCKET s, int server_end, const msgpipe__opts *o,
+                            msgpipe *p, msgpipe **out)
+{
+    struct msgpipe__w_tcp *t = p->tcp;
     u_long one = 1;
     BOOL yes = TRUE;
     int rc;
 
-    t = (struct msgpipe__w_tcp *)msgpipe__calloc(1, sizeof(*t));
-    if (p == NULL || t == NULL) {
-        msgpipe__free(p);
-        msgpipe__free(t);
-        closesocket(s);
-        return MSGPIPE_ENOMEM;
-    }
-    p->tcp = t;
     p->h = INVALID_HANDLE_VALUE;
     p->server_end = server_end;
     p->max_message = o->max_message;
@@ -277,9 +292,21 @@ fail:
         CloseHandle(t->ev);
     if (p->tx_ev != NULL)
         CloseHandle(p->tx_ev);
-    msgpipe__free(t);
-    msgpipe__free(p);
+    msgpipe__t_free(p);
     return rc;
+}
+
+/* A connected socket into a new pipe; takes s. */
+static int msgpipe__t_pipe(SOCKET s, int server_end, const msgpipe__opts *o,
+                           msgpipe **out)
+{
+    msgpipe *p = msgpipe__t_alloc();
+
+    if (p == NULL) {
+        closesocket(s);
+        return MSGPIPE_ENOMEM;
+    }
+    return msgpipe__t_setup(s, server_end, o, p, out);
 }
 
 /* Has the tail's write ended?  Its packet says so (win32_poller.c). */
@@ -975,21 +1002,28 @@ int msgpipe__w_tcp_pending(UINT_PTR sock)
     return select(0, &rs, NULL, NULL, &tv) > 0;
 }
 
-/* Accept one waiting connection without blocking: OK, ETIMEDOUT if none. */
+/* Accept one waiting connection without blocking: OK, ETIMEDOUT if none.
+ * The pipe's memory comes first: out of it, the connection stays queued
+ * for the next accept (ENOMEM), as on POSIX. */
 int msgpipe__w_tcp_accept(UINT_PTR sock, const msgpipe__opts *o, msgpipe **out)
 {
-    SOCKET s = accept((SOCKET)sock, NULL, NULL);
+    msgpipe *p = msgpipe__t_alloc();
+    SOCKET s;
     int e;
 
+    if (p == NULL)
+        return MSGPIPE_ENOMEM;
+    s = accept((SOCKET)sock, NULL, NULL);
     if (s == INVALID_SOCKET) {
         e = WSAGetLastError();
+        msgpipe__t_free(p);
         if (e == WSAEWOULDBLOCK || e == WSAECONNRESET || e == WSAEINTR) {
             msgpipe__set_os_error(e);
             return MSGPIPE_ETIMEDOUT;
         }
         return msgpipe__t_err(e);
     }
-    return msgpipe__t_pipe(s, 1, o, out);
+    return msgpipe__t_setup(s, 1, o, p, out);
 }
 
 void msgpipe__w_tcp_close_socket(UINT_PTR sock)
