@@ -269,7 +269,8 @@ typedef struct msgpipe_options {
      * on one CPU costs little against blocking (docs/performance.md,
      * "Spinning").  Applies to every pipe made with these
      * options (msgpipe_connect, the pipes a server accepts,
-     * msgpipe_pair, msgpipe_spawn's pipe_options, msgpipe_from_parent).
+     * msgpipe_pair, msgpipe_spawn's pipe_options, msgpipe_from_parent),
+     * except, for now, Windows tcp:// pipes, which never spin.
      * 0 to 1000000 (one second); other values are MSGPIPE_EINVAL.  A
      * 64-bit field so that the struct grows with it (docs/decisions.md). */
     int64_t spin_us;
