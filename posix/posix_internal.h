@@ -32,6 +32,13 @@
  * the kernel into the caller's buffer. */
 #define MSGPIPE__RBUF_SIZE 16384
 
+/* After a message of at least this many bytes, the next one is read with
+ * its payload straight into the caller's buffer (msgpipe__read_direct):
+ * from here on that saves more than the copy out of the receive buffer
+ * costs, against a read of three vectors instead of one (see "4 KiB" in
+ * docs/performance.md). */
+#define MSGPIPE__DIRECT_MIN 4096
+
 struct msgpipe {
     int fd;  /* connected, non-blocking, close-on-exec; read */
     int wfd; /* written to: the same as fd for a socket */
@@ -64,7 +71,7 @@ struct msgpipe {
                         * msgpipe__read_direct) */
     size_t rpos, rend; /* unread bytes are rbuf[rpos, rend) */
     /* Length of the last message received into a caller's buffer if it
-     * was large (at least MSGPIPE__RBUF_SIZE), else 0: the next one is
+     * was at least MSGPIPE__DIRECT_MIN bytes, else 0: the next one is
      * read straight into the caller's buffer (msgpipe__read_direct). */
     size_t rx_big;
     int have_len; /* a header was decoded; msg_len bytes follow */
@@ -240,6 +247,7 @@ typedef struct msgpipe__syscalls {
     ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
     ssize_t (*writev)(int fd, const struct iovec *iov, int cnt);
     ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    ssize_t (*send)(int fd, const void *buf, size_t n, int flags);
     /* accept a connection: a non-blocking, close-on-exec descriptor */
     int (*accept)(int lfd);
     int (*poll)(struct pollfd *fds, nfds_t n, int timeout);

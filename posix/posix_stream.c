@@ -4,10 +4,11 @@
  * Wire format: api/frame.c (Python multiprocessing.connection framing).
  *
  * Receiving reads into a per-pipe buffer, so that many small messages are
- * taken with one read(); large payloads are read straight into the caller's
- * buffer.  Nothing a peer announces is allocated ahead of the bytes: an
- * oversized message is skipped as it streams past, and msgpipe_recv_alloc()
- * grows its buffer as data arrives.
+ * taken with one read(); payloads of 4 KiB and more are read straight into
+ * the caller's buffer.  Sending puts a message's header and payload in one
+ * system call (copied into one buffer first when small).  Nothing a peer
+ * announces is allocated ahead of the bytes: an oversized message is skipped as
+ * it streams past, and msgpipe_recv_alloc() grows its buffer as data arrives.
  *
  * A timeout loses nothing.  If the time runs out in the middle of a
  * message's payload, what has arrived is kept in p->hold and the next
@@ -41,7 +42,7 @@
 /* ---- System calls ------------------------------------------------------- */
 
 msgpipe__syscalls msgpipe__sys = {
-    read, readv, recvmsg, writev, sendmsg, msgpipe__accept_cloexec, poll};
+    read, readv, recvmsg, writev, sendmsg, send, msgpipe__accept_cloexec, poll};
 
 /* ---- Time and waiting -------------------------------------------------- */
 
@@ -211,6 +212,12 @@ int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
 #define MSGPIPE__BATCH 128
 #define MSGPIPE__IOV_MAX (2 * MSGPIPE__BATCH)
 
+/* Up to this many bytes in all, the vectors of one write are copied into
+ * one buffer first: a socket then takes them with send(), which costs
+ * less than a sendmsg() of two vectors by more than the copy costs (see
+ * "Small messages" in docs/performance.md). */
+#define MSGPIPE__GATHER_MAX 2048
+
 /* Write from iov[0..cnt) (cnt <= MSGPIPE__IOV_MAX) starting `done` bytes
  * in, once.  Returns OK with *n bytes written (0 if the descriptor is
  * full), or an error. */
@@ -218,6 +225,8 @@ static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
                                size_t done, size_t *n, int block)
 {
     struct iovec v[MSGPIPE__IOV_MAX];
+    uint8_t one[MSGPIPE__GATHER_MAX];
+    size_t total = 0;
     ssize_t rc;
     int i, k = 0;
 
@@ -228,8 +237,19 @@ static int msgpipe__write_once(msgpipe *p, const struct iovec *iov, int cnt,
         }
         v[k].iov_base = (char *)iov[i].iov_base + done;
         v[k].iov_len = iov[i].iov_len - done;
+        total += v[k].iov_len;
         done = 0;
         k++;
+    }
+    if (k > 1 && total <= sizeof(one)) {
+        total = 0;
+        for (i = 0; i < k; i++) {
+            memcpy(one + total, v[i].iov_base, v[i].iov_len);
+            total += v[i].iov_len;
+        }
+        v[0].iov_base = one;
+        v[0].iov_len = total;
+        k = 1;
     }
     for (;;) {
         rc = msgpipe__t_writev(p, v, k, block);
@@ -991,8 +1011,8 @@ static int msgpipe__next_header(msgpipe *p, int64_t deadline,
 }
 
 /* May the next message be read straight into the caller's buffer of cap
- * bytes?  When the last one was large, fits, and nothing of the next one
- * has been read yet. */
+ * bytes?  When the last one was at least MSGPIPE__DIRECT_MIN bytes, fits,
+ * and nothing of the next one has been read yet. */
 static int msgpipe__direct_ok(const msgpipe *p, size_t cap)
 {
     return p->rx_big > 0 && p->rx_big <= cap && p->rbuf != NULL &&
@@ -1005,7 +1025,7 @@ static int msgpipe__direct_ok(const msgpipe *p, size_t cap)
  * payload straight into dst, and the header of whatever follows into the
  * receive buffer after the first, all in one call - as a raw read of the
  * payload would be, instead of 16 KiB into the receive buffer, a copy, and
- * a second read for the rest.
+ * (from 16 KiB on) a second read for the rest.
  *
  * OK with the header decoded (p->have_len) and *got bytes of its payload
  * in dst, when the guess held: a 4-byte header of a message that fits dst
@@ -1137,7 +1157,7 @@ static int msgpipe__payload_into(msgpipe *p, uint8_t *dst, size_t got,
     if (rc == MSGPIPE_OK) {
         p->have_len = 0;
         msgpipe__hold_release(p);
-        p->rx_big = need >= MSGPIPE__RBUF_SIZE && need < 0x7fffffff ? need : 0;
+        p->rx_big = need >= MSGPIPE__DIRECT_MIN && need < 0x7fffffff ? need : 0;
         return MSGPIPE_OK;
     }
     if (rc == MSGPIPE_ECLOSED) {

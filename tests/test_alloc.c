@@ -235,35 +235,83 @@ static void test_ping_pong_allocates_nothing(void **state)
 static msgpipe__syscalls real_sys;
 /* Counted in the one thread these tests use. */
 static long c_reads, c_writes, c_polls, c_accepts;
+/* The last write call: its vectors and bytes, and whether it was send(). */
+static long w_vecs, w_sends;
+static size_t w_bytes;
+/* Reads with a vector into [watch, watch + watch_len): the caller's
+ * buffer, read into straight from the system. */
+static const unsigned char *watch;
+static size_t watch_len;
+static long c_into_watch;
+
+static void note_read(const struct iovec *iov, size_t cnt)
+{
+    size_t i;
+
+    c_reads++;
+    for (i = 0; i < cnt && watch != NULL; i++) {
+        const unsigned char *b = (const unsigned char *)iov[i].iov_base;
+        if (iov[i].iov_len > 0 && b >= watch && b < watch + watch_len) {
+            c_into_watch++;
+            return;
+        }
+    }
+}
+
+static void note_write(const struct iovec *iov, size_t cnt, int is_send)
+{
+    size_t i;
+
+    c_writes++;
+    w_vecs = (long)cnt;
+    w_sends += is_send;
+    w_bytes = 0;
+    for (i = 0; i < cnt; i++)
+        w_bytes += iov[i].iov_len;
+}
 
 static ssize_t s_read(int fd, void *buf, size_t n)
 {
-    c_reads++;
+    struct iovec v;
+
+    v.iov_base = buf;
+    v.iov_len = n;
+    note_read(&v, 1);
     return real_sys.read(fd, buf, n);
 }
 
 static ssize_t s_readv(int fd, const struct iovec *iov, int cnt)
 {
-    c_reads++;
+    note_read(iov, (size_t)cnt);
     return real_sys.readv(fd, iov, cnt);
 }
 
 static ssize_t s_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    c_reads++;
+    note_read(msg->msg_iov, (size_t)msg->msg_iovlen);
     return real_sys.recvmsg(fd, msg, flags);
 }
 
 static ssize_t s_writev(int fd, const struct iovec *iov, int cnt)
 {
-    c_writes++;
+    note_write(iov, (size_t)cnt, 0);
     return real_sys.writev(fd, iov, cnt);
 }
 
 static ssize_t s_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    c_writes++;
+    note_write(msg->msg_iov, (size_t)msg->msg_iovlen, 0);
     return real_sys.sendmsg(fd, msg, flags);
+}
+
+static ssize_t s_send(int fd, const void *buf, size_t n, int flags)
+{
+    struct iovec v;
+
+    v.iov_base = (void *)buf;
+    v.iov_len = n;
+    note_write(&v, 1, 1);
+    return real_sys.send(fd, buf, n, flags);
 }
 
 static int s_accept(int lfd)
@@ -281,6 +329,11 @@ static int s_poll(struct pollfd *fds, nfds_t n, int timeout)
 static void zero_counts(void)
 {
     c_reads = c_writes = c_polls = c_accepts = 0;
+    w_vecs = w_sends = 0;
+    w_bytes = 0;
+    watch = NULL;
+    watch_len = 0;
+    c_into_watch = 0;
 }
 
 static long all_counts(void)
@@ -297,6 +350,7 @@ static int setup_sys(void **state)
     msgpipe__sys.recvmsg = s_recvmsg;
     msgpipe__sys.writev = s_writev;
     msgpipe__sys.sendmsg = s_sendmsg;
+    msgpipe__sys.send = s_send;
     msgpipe__sys.accept = s_accept;
     msgpipe__sys.poll = s_poll;
     zero_counts();
@@ -593,6 +647,78 @@ static void test_batch_of_small_messages_is_one_system_call(void **state)
 }
 #endif
 
+#ifndef _WIN32
+/* A message of up to 2,044 bytes (2,048 with its header) goes out as one
+ * write of one buffer, header and payload copied together - send() on a
+ * socket, which costs less than sendmsg() of two vectors; a larger one as
+ * two vectors, without the copy.  Every one arrives exact. */
+static void test_small_message_is_one_write_of_one_buffer(void **state)
+{
+    static const size_t sizes[] = {0, 1, 100, 2044, 2045, 4096, 60000};
+    static unsigned char out[60000], in[60000];
+    const int sock = !sup_is_fifo();
+    sup_pair pr;
+    size_t i, len;
+    (void)state;
+
+    sup_pair_open(&pr, "alc", NULL, NULL);
+    assert_rc(msgpipe_send(pr.c, "w", 1, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, SUP_T), MSGPIPE_OK);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        const int small = sizes[i] + 4 <= 2048;
+        sup_fill(out, sizes[i], (uint32_t)i);
+        zero_counts();
+        assert_rc(msgpipe_send(pr.c, out, sizes[i], SUP_T), MSGPIPE_OK);
+        print_message("%lu bytes: %ld write(s), %ld vector(s), %lu bytes, "
+                      "%ld send()\n",
+                      (unsigned long)sizes[i], c_writes, w_vecs,
+                      (unsigned long)w_bytes, w_sends);
+        assert_int_equal(c_writes, 1);
+        assert_int_equal(w_bytes, sizes[i] + 4);
+        assert_int_equal(w_vecs, small || sizes[i] == 0 ? 1 : 2);
+        assert_int_equal(w_sends, sock && small ? 1 : 0);
+        len = 0;
+        assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, SUP_T), MSGPIPE_OK);
+        assert_int_equal(len, sizes[i]);
+        assert_pattern(in, len, (uint32_t)i);
+    }
+    sup_pair_close(&pr);
+}
+
+/* Messages of 4 KiB one at a time: after the first, each payload is read
+ * by the system straight into the caller's buffer, one read a message. */
+static void test_4k_messages_are_read_straight_into_the_buffer(void **state)
+{
+    enum { N = 20, SZ = 4096 };
+    static unsigned char out[SZ], in[SZ + 100];
+    sup_pair pr;
+    size_t len;
+    int i;
+    (void)state;
+
+    sup_pair_open(&pr, "alc", NULL, NULL);
+    assert_rc(msgpipe_send(pr.c, "w", 1, SUP_T), MSGPIPE_OK);
+    assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, SUP_T), MSGPIPE_OK);
+    zero_counts();
+    watch = in;
+    watch_len = sizeof(in);
+    for (i = 0; i < N; i++) {
+        sup_fill(out, SZ, (uint32_t)i);
+        assert_rc(msgpipe_send(pr.c, out, SZ, SUP_T), MSGPIPE_OK);
+        memset(in, 0, sizeof(in));
+        len = 0;
+        assert_rc(msgpipe_recv(pr.s, in, sizeof(in), &len, SUP_T), MSGPIPE_OK);
+        assert_int_equal(len, SZ);
+        assert_pattern(in, len, (uint32_t)i);
+    }
+    print_message("%d messages: %ld reads, %ld of them into the buffer\n", N,
+                  c_reads, c_into_watch);
+    assert_int_equal(c_into_watch, N - 1);
+    assert_true(c_reads >= N && c_reads <= N + 2); /* + a poll's look */
+    sup_pair_close(&pr);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const sup_test tests[] = {
@@ -619,6 +745,12 @@ int main(int argc, char **argv)
                                          setup_sys, teardown_sys)},
         {1, cmocka_unit_test_setup_teardown(
                 test_batch_of_small_messages_is_one_system_call, setup_sys,
+                teardown_sys)},
+        {1, cmocka_unit_test_setup_teardown(
+                test_small_message_is_one_write_of_one_buffer, setup_sys,
+                teardown_sys)},
+        {1, cmocka_unit_test_setup_teardown(
+                test_4k_messages_are_read_straight_into_the_buffer, setup_sys,
                 teardown_sys)},
 #endif
     };

@@ -322,6 +322,16 @@ static ssize_t t_sendmsg(int fd, const struct msghdr *msg, int flags)
     return real_sys.sendmsg(fd, msg, flags);
 }
 
+static ssize_t t_send(int fd, const void *buf, size_t n, int flags)
+{
+    long plan = write_plan();
+    if (plan < 0)
+        return -1;
+    if (plan == 1 && n > 0)
+        return real_sys.send(fd, buf, 1, flags);
+    return real_sys.send(fd, buf, n, flags);
+}
+
 static TLS int accept_failures; /* fail this many accepts with EMFILE */
 
 static int t_accept(int lfd)
@@ -355,6 +365,7 @@ static int setup_sys(void **state)
     msgpipe__sys.recvmsg = t_recvmsg;
     msgpipe__sys.writev = t_writev;
     msgpipe__sys.sendmsg = t_sendmsg;
+    msgpipe__sys.send = t_send;
     msgpipe__sys.accept = t_accept;
     msgpipe__sys.poll = t_poll;
     read_mode = write_mode = PASS;

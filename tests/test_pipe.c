@@ -836,9 +836,10 @@ static void prime_large(msgpipe *tx, msgpipe *rx, unsigned char *buf,
     assert_pattern(buf, len, 77);
 }
 
-static const size_t mixed_sizes[] = {60000, 60000, 70000,  20000, 16,
-                                     0,     60000, 100000, 16384, 59999,
-                                     1,     60000, 65536,  65535, 16383};
+static const size_t mixed_sizes[] = {
+    60000, 60000, 70000, 20000, 16,    0,     60000, 100000, 16384,
+    59999, 1,     60000, 65536, 65535, 16383, 4096,  4096,   16,
+    4097,  4095,  2044,  2045,  4096,  0,     8192,  4096,   1};
 #define N_MIXED (sizeof(mixed_sizes) / sizeof(mixed_sizes[0]))
 enum { MIXED_ROUNDS = 20 };
 

@@ -164,6 +164,18 @@ static ssize_t w_sendmsg(int fd, const struct msghdr *msg, int flags)
     return rc;
 }
 
+static ssize_t w_send(int fd, const void *buf, size_t n, int flags)
+{
+    ssize_t rc;
+
+    if (h_on && fd == h_fd && !(flags & MSG_DONTWAIT))
+        h_wait();
+    rc = real_sys.send(fd, buf, n, flags);
+    if (h_on && fd == h_fd && is_again(rc))
+        h_look();
+    return rc;
+}
+
 static int w_poll(struct pollfd *fds, nfds_t n, int timeout)
 {
     nfds_t i;
@@ -184,6 +196,7 @@ static int setup(void **state)
     msgpipe__sys.recvmsg = w_recvmsg;
     msgpipe__sys.writev = w_writev;
     msgpipe__sys.sendmsg = w_sendmsg;
+    msgpipe__sys.send = w_send;
     msgpipe__sys.poll = w_poll;
     h_on = 0;
     return 0;
