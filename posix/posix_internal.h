@@ -35,8 +35,8 @@
 /* After a message of at least this many bytes, the next one is read with
  * its payload straight into the caller's buffer (msgpipe__read_direct):
  * from here on that saves more than the copy out of the receive buffer
- * costs, against a read of three vectors instead of one (see "4 KiB" in
- * docs/performance.md). */
+ * costs, against a read of three vectors instead of one (see "Small and
+ * 4 KiB messages" in docs/performance.md). */
 #define MSGPIPE__DIRECT_MIN 4096
 
 struct msgpipe {

@@ -7,8 +7,9 @@
  * taken with one read(); payloads of 4 KiB and more are read straight into
  * the caller's buffer.  Sending puts a message's header and payload in one
  * system call (copied into one buffer first when small).  Nothing a peer
- * announces is allocated ahead of the bytes: an oversized message is skipped as
- * it streams past, and msgpipe_recv_alloc() grows its buffer as data arrives.
+ * announces is allocated ahead of the bytes: an oversized message is
+ * skipped as it streams past, and msgpipe_recv_alloc() grows its buffer as
+ * data arrives.
  *
  * A timeout loses nothing.  If the time runs out in the middle of a
  * message's payload, what has arrived is kept in p->hold and the next
@@ -213,9 +214,9 @@ int msgpipe__pipe_new(int fd, const msgpipe__opts *o, msgpipe **out)
 #define MSGPIPE__IOV_MAX (2 * MSGPIPE__BATCH)
 
 /* Up to this many bytes in all, the vectors of one write are copied into
- * one buffer first: a socket then takes them with send(), which costs
- * less than a sendmsg() of two vectors by more than the copy costs (see
- * "Small messages" in docs/performance.md). */
+ * one buffer first: a socket then takes them with send(), which costs less
+ * than a sendmsg() of two vectors by more than the copy costs (see "Small
+ * and 4 KiB messages" in docs/performance.md). */
 #define MSGPIPE__GATHER_MAX 2048
 
 /* Write from iov[0..cnt) (cnt <= MSGPIPE__IOV_MAX) starting `done` bytes

@@ -8,10 +8,13 @@
  *     into msgpipe__mem (every allocation of the library goes through it),
  *     and after a warm-up exchange N sends and N receives of small and of
  *     large (100 KiB) messages must make no allocation and free nothing;
- *   - POSIX: exactly one write-type system call (writev/sendmsg) per
+ *   - POSIX: exactly one write-type system call (writev/sendmsg/send) per
  *     message sent while the peer keeps up, and no other call of the
- *     backend's system-call table (msgpipe__sys: read, writev, sendmsg,
- *     accept, poll) during the send;
+ *     backend's system-call table (msgpipe__sys: read, readv, recvmsg,
+ *     writev, sendmsg, send, accept, poll) during the send; a small
+ *     message is one buffer (send() on a socket);
+ *   - POSIX: after a message of 4 KiB, the next one's payload is read by
+ *     the system straight into the caller's buffer;
  *   - POSIX: for many small messages sent back to back before the receiver
  *     reads, fewer than one read() per received message on average
  *     (receive buffering), and about as few poll() calls.
