@@ -270,7 +270,7 @@ typedef struct msgpipe_options {
      * "Spinning").  Applies to every pipe made with these
      * options (msgpipe_connect, the pipes a server accepts,
      * msgpipe_pair, msgpipe_spawn's pipe_options, msgpipe_from_parent),
-     * except, for now, Windows tcp:// pipes, which never spin.
+     * tcp:// pipes included.
      * 0 to 1000000 (one second); other values are MSGPIPE_EINVAL.  A
      * 64-bit field so that the struct grows with it (docs/decisions.md). */
     int64_t spin_us;

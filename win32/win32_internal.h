@@ -289,6 +289,12 @@ int msgpipe__w_wide(const msgpipe__name *name, WCHAR **out);
  * volatile read: the system writes Internal from elsewhere.) */
 int msgpipe__w_ov_done(const OVERLAPPED *ov);
 
+/* spin_us (win32_stream.c's "Spinning"): a monotonic clock in
+ * microseconds, and when the spin of a wait until deadline ends on it, or
+ * -1 when that wait must not spin (no spin_us, timeout 0, less left). */
+int64_t msgpipe__w_now_us(void);
+int64_t msgpipe__w_spin_end(const msgpipe *p, int64_t deadline);
+
 /* ---- Security (win32_security.c) ---------------------------------------- */
 
 /* msgpipe__w_sd_create - build the security descriptor of a new server:

@@ -303,7 +303,7 @@ static int msgpipe__w_io_rc(int r, DWORD err)
  * port's dispatcher has taken its write's completion (tx_seen), as
  * msgpipe__w_tx_wait does before it blocks. */
 
-static int64_t msgpipe__w_now_us(void)
+int64_t msgpipe__w_now_us(void)
 {
     LARGE_INTEGER c, f;
 
@@ -315,7 +315,7 @@ static int64_t msgpipe__w_now_us(void)
 
 /* When a spin before a wait until deadline ends (msgpipe__w_now_us), or -1
  * if there is none. */
-static int64_t msgpipe__w_spin_end(const msgpipe *p, int64_t deadline)
+int64_t msgpipe__w_spin_end(const msgpipe *p, int64_t deadline)
 {
     if (p->spin_us <= 0 || deadline == 0)
         return -1;

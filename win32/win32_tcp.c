@@ -256,6 +256,7 @@ static int msgpipe__t_setup(SOCKET s, int server_end, const msgpipe__opts *o,
     p->server_end = server_end;
     p->max_message = o->max_message;
     p->linger_ms = o->linger_ms;
+    p->spin_us = o->spin_us;
     p->tx_seen = 1;
     t->s = s;
     /* An accepted socket has its listening socket's selection: replaced
@@ -307,6 +308,41 @@ static int msgpipe__t_pipe(SOCKET s, int server_end, const msgpipe__opts *o,
         return MSGPIPE_ENOMEM;
     }
     return msgpipe__t_setup(s, server_end, o, p, out);
+}
+
+static int msgpipe__t_writable(SOCKET s);
+static int msgpipe__t_fill(struct msgpipe__w_tcp *t, size_t want);
+
+/* ---- Spinning (msgpipe_options.spin_us; see win32_stream.c) -------------
+ *
+ * Before a receive or a send waits for the socket, it looks again and
+ * again without waiting until spin_us is over, SwitchToThread() between
+ * two looks.  1: something may have changed, look at the socket again;
+ * 0: the spin is over, wait.
+ *
+ * A receive looks at the socket's event, which Winsock sets for bytes
+ * that come after a read that found none: it resets the event and reads
+ * once first, so that nothing that comes later goes unseen (the receive
+ * sets the event right again when it ends: msgpipe__t_settle).  A send
+ * must leave the event alone - a receive may be running in another
+ * thread, and the event says what it will find - so it looks with a
+ * select() of timeout 0. */
+static int msgpipe__t_spin(msgpipe *p, int rd, int64_t end)
+{
+    struct msgpipe__w_tcp *t = p->tcp;
+
+    if (rd) {
+        ResetEvent(t->ev);
+        if (msgpipe__t_fill(t, 0) != 0)
+            return 1;
+    }
+    do {
+        if (rd ? msgpipe__w32.WaitForSingleObject(t->ev, 0) != WAIT_TIMEOUT
+               : msgpipe__t_writable(t->s))
+            return 1;
+        SwitchToThread();
+    } while (msgpipe__w_now_us() < end);
+    return 0;
 }
 
 /* Has the tail's write ended?  Its packet says so (win32_poller.c). */
@@ -399,6 +435,7 @@ static int msgpipe__t_send(msgpipe *p, const void *msg, size_t len,
     WSABUF b[2];
     DWORD n;
     size_t left, done = 0, step;
+    int64_t spin = 0; /* 0: not yet; > 0: it ends then; -1: over or none */
     int rc, nb = 2;
 
     /* A WSABUF holds at most 4 GiB - 1: a larger message is refused on
@@ -449,6 +486,7 @@ static int msgpipe__t_send(msgpipe *p, const void *msg, size_t len,
             }
             if (left == 0)
                 return MSGPIPE_OK;
+            spin = 0; /* the next wait for room spins anew */
             continue;
         }
         rc = WSAGetLastError();
@@ -459,6 +497,11 @@ static int msgpipe__t_send(msgpipe *p, const void *msg, size_t len,
                 t->tx_err = rc == MSGPIPE_ECLOSED ? rc : MSGPIPE_EIO;
             return rc;
         }
+        if (spin == 0)
+            spin = msgpipe__w_spin_end(p, deadline);
+        if (spin > 0 && msgpipe__t_spin(p, 0, spin))
+            continue;
+        spin = -1;
         if (msgpipe__t_wait(t->s, 0, deadline))
             continue;
         if (done == 0) {
@@ -620,6 +663,7 @@ static int msgpipe__t_recv(msgpipe *p, unsigned char *buf, size_t cap,
     unsigned char *m;
     uint64_t size;
     size_t hl;
+    int64_t spin = 0; /* as in msgpipe__t_send */
     int k;
 
     for (;;) {
@@ -667,6 +711,11 @@ static int msgpipe__t_recv(msgpipe *p, unsigned char *buf, size_t cap,
             }
             break;
         }
+        if (spin == 0)
+            spin = msgpipe__w_spin_end(p, deadline);
+        if (spin > 0 && msgpipe__t_spin(p, 1, spin))
+            continue;
+        spin = -1;
         if (!msgpipe__t_wait(t->s, 1, deadline)) {
             msgpipe__set_os_error(WAIT_TIMEOUT);
             return MSGPIPE_ETIMEDOUT;
