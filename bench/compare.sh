@@ -15,7 +15,10 @@
 # the script adds --csv itself).  Every invocation's ratio to raw comes from
 # its own interleaved raw runs, so the table gives, per build, case and size:
 # the median of the N ratios with their range, and the median of the
-# absolute figures (p50 in us for ping-pong, messages/s for streaming).
+# absolute figures (p50 in us for ping-pong, messages/s for streaming);
+# --transports must include raw, which the ratios need.  The worktrees stay
+# for the next comparison: `git worktree remove build/compare/src-REV` (or
+# delete build/compare and `git worktree prune`) when done.
 # Needs cmake, a C compiler and awk; nothing here is a pass/fail test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +33,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 if [ $# -lt 2 ]; then
-    sed -n '2,19p' "$0" >&2
+    sed -n '2,22p' "$0" >&2
     exit 2
 fi
 old=$(git rev-parse --short "$1")
