@@ -1621,8 +1621,10 @@ static void py_client_case(const char *pykey, const char *skey,
     msgpipe_server *srv;
     msgpipe *p = NULL;
     char name[96], port[16];
+    const char *py, *script;
     sup_proc *child;
 
+    py_find(&py, &script); /* skips before there is a server to leak */
     with_key(&o, skey);
     o.authkey_no_md5 = no_md5;
     srv = tcp_server(&o, name, sizeof(name));
