@@ -177,6 +177,16 @@ int msgpipe__server_is_shut(msgpipe_server *s);
  * (1, *out set) unless the server is shut down; else 0. */
 int msgpipe__server_take_ready(msgpipe_server *s, msgpipe **out);
 
+/* The accept of the socket and the TCP servers, up to the connection: hand
+ * out the client msgpipe_poll() took (OK, *fd -1, *out set), or wait until
+ * the timeout for a connection and take it (OK, *fd a non-blocking,
+ * close-on-exec descriptor, *out a new pipe from msgpipe__pipe_alloc for
+ * the caller to put it into).  A client that leaves before it is taken is
+ * skipped.  With no memory for the pipe (ENOMEM) the connection is kept
+ * (held_fd) for the next accept instead of being dropped. */
+int msgpipe__server_accept_fd(msgpipe_server *s, int timeout_ms, int *fd,
+                              msgpipe **out);
+
 /* For msgpipe_poll: 1 if msgpipe_accept(..., 0) returns at once.  It finds
  * out by accepting (with the allow_uids check), and keeps the client in
  * s->ready for the next accept. */

@@ -241,6 +241,53 @@ int msgpipe__server_take_ready(msgpipe_server *s, msgpipe **out)
     return 1;
 }
 
+int msgpipe__server_accept_fd(msgpipe_server *s, int timeout_ms, int *fd,
+                              msgpipe **out)
+{
+    int64_t deadline = msgpipe__deadline(timeout_ms);
+    int rc;
+
+    *fd = -1;
+    if (msgpipe__server_take_ready(s, out))
+        return MSGPIPE_OK;
+    for (;;) {
+        if (s->held_fd >= 0 && !msgpipe__server_is_shut(s)) {
+            *fd = s->held_fd;
+            s->held_fd = -1;
+        } else {
+            rc = msgpipe__server_wait(s, deadline);
+            if (rc != MSGPIPE_OK)
+                return rc;
+            *fd = msgpipe__sys.accept(s->fd);
+        }
+        if (*fd >= 0) {
+            /* The pipe first: out of memory, the connection is kept for
+             * the next accept instead of being dropped. */
+            rc = msgpipe__pipe_alloc(&s->opts, out);
+            if (rc != MSGPIPE_OK) {
+                s->held_fd = *fd;
+                *fd = -1;
+            }
+            return rc;
+        }
+        switch (errno) {
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+            /* The client left before we took it: wait for the next. */
+            if (timeout_ms == 0)
+                return MSGPIPE_ETIMEDOUT;
+            continue;
+        default:
+            return msgpipe__from_errno(errno);
+        }
+    }
+}
+
 int msgpipe__server_probe(msgpipe_server *s)
 {
     msgpipe *p;

@@ -226,47 +226,12 @@ int msgpipe__tcp_listen(const msgpipe__name *name, const msgpipe__opts *o,
 
 int msgpipe__tcp_accept(msgpipe_server *s, int timeout_ms, msgpipe **out)
 {
-    int64_t deadline = msgpipe__deadline(timeout_ms);
     int rc, fd;
 
-    if (msgpipe__server_take_ready(s, out))
-        return MSGPIPE_OK;
-    for (;;) {
-        if (s->held_fd >= 0 && !msgpipe__server_is_shut(s)) {
-            fd = s->held_fd;
-            s->held_fd = -1;
-        } else {
-            rc = msgpipe__server_wait(s, deadline);
-            if (rc != MSGPIPE_OK)
-                return rc;
-            fd = msgpipe__sys.accept(s->fd);
-        }
-        if (fd >= 0) {
-            /* The pipe first: out of memory, the connection is kept for
-             * the next accept instead of being dropped (as in
-             * posix_socket.c). */
-            rc = msgpipe__pipe_alloc(&s->opts, out);
-            if (rc != MSGPIPE_OK) {
-                s->held_fd = fd;
-                return rc;
-            }
-            return msgpipe__tcp_wrap(fd, out);
-        }
-        switch (errno) {
-        case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-        case EWOULDBLOCK:
-#endif
-        case EINTR:
-        case ECONNABORTED:
-        case EPROTO:
-            if (timeout_ms == 0)
-                return MSGPIPE_ETIMEDOUT;
-            continue;
-        default:
-            return msgpipe__from_errno(errno);
-        }
-    }
+    rc = msgpipe__server_accept_fd(s, timeout_ms, &fd, out);
+    if (rc != MSGPIPE_OK || fd < 0)
+        return rc;
+    return msgpipe__tcp_wrap(fd, out);
 }
 
 /* ---- Clients
