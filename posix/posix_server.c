@@ -1,7 +1,8 @@
 /*
  * posix_server.c - what both POSIX transports' servers share: the
  * shutdown pipe that wakes a blocked accept, waiting for a client or a
- * shutdown, and removing the server's file on close.
+ * shutdown, the accept loop of the socket and TCP servers, and removing
+ * the server's file on close.
  *
  * Shutdown is a byte written to a pipe that is never drained: it is one
  * async-signal-safe write(), needs no lock and no atomic variable, and
