@@ -1079,6 +1079,15 @@ static int cmp_dbl(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Sort v[0..n) (n > 0) and give its median, minimum and maximum. */
+static void med_range(double *v, int n, double *med, double *lo, double *hi)
+{
+    qsort(v, (size_t)n, sizeof(v[0]), cmp_dbl);
+    *med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    *lo = v[0];
+    *hi = v[n - 1];
+}
+
 /* Median and spread of metric m over the runs of one case that worked. */
 static spread agg(int kind, int bcase, size_t size, int m)
 {
@@ -1093,11 +1102,8 @@ static spread agg(int kind, int bcase, size_t size, int m)
             v[k++] = metric_of(&results[i].r, m);
     if (k == 0)
         return st;
-    qsort(v, (size_t)k, sizeof(v[0]), cmp_dbl);
     st.n = k;
-    st.med = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
-    st.lo = v[0];
-    st.hi = v[k - 1];
+    med_range(v, k, &st.med, &st.lo, &st.hi);
     return st;
 }
 
@@ -1734,12 +1740,8 @@ static int idle_stat(int ni, int raw, int f, double *med, double *lo,
             continue;
         v[m++] = f == 0 ? x->p50_us : f == 1 ? x->p99_us : x->cpu_us_per_msg;
     }
-    if (m == 0)
-        return 0;
-    qsort(v, (size_t)m, sizeof(v[0]), cmp_dbl);
-    *med = m % 2 ? v[m / 2] : (v[m / 2 - 1] + v[m / 2]) / 2;
-    *lo = v[0];
-    *hi = v[m - 1];
+    if (m > 0)
+        med_range(v, m, med, lo, hi);
     return m;
 }
 
@@ -2095,12 +2097,8 @@ static int spin_stat(int one, int sv, int f, double *med, double *lo,
                  : f == 2 ? x->cpu_snd_us
                           : x->cpu_echo_us;
     }
-    if (m == 0)
-        return 0;
-    qsort(v, (size_t)m, sizeof(v[0]), cmp_dbl);
-    *med = m % 2 ? v[m / 2] : (v[m / 2 - 1] + v[m / 2]) / 2;
-    *lo = v[0];
-    *hi = v[m - 1];
+    if (m > 0)
+        med_range(v, m, med, lo, hi);
     return m;
 }
 
