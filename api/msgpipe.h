@@ -266,8 +266,11 @@ typedef struct msgpipe_options {
      * with a CPU to spare for each spinning thread.  Between its looks it
      * yields the CPU (sched_yield, SwitchToThread), so a peer or another
      * thread that shares the CPU runs instead, and a spin with both peers
-     * on one CPU costs little against blocking (docs/performance.md,
-     * "Spinning").  Applies to every pipe made with these
+     * on one otherwise idle CPU costs little against blocking
+     * (docs/performance.md, "Spinning").  On a CPU that other busy threads
+     * or processes share, each yield may give them the CPU for a time
+     * slice (milliseconds), where a blocked receive would have been woken
+     * at once: do not spin there.  Applies to every pipe made with these
      * options (msgpipe_connect, the pipes a server accepts,
      * msgpipe_pair, msgpipe_spawn's pipe_options, msgpipe_from_parent),
      * tcp:// pipes included.
