@@ -409,12 +409,32 @@ static int msgpipe__w_tcp_settle(msgpipe_server *srv)
     return 0;
 }
 
+/* What an accept waits for: shutdown (ESHUTDOWN) or conn_ev (OK: look
+ * again), until the deadline (ETIMEDOUT). */
+static int msgpipe__w_srv_wait(msgpipe_server *srv, int64_t deadline)
+{
+    HANDLE hs[2];
+    DWORD w;
+
+    hs[0] = srv->stop_ev;
+    hs[1] = srv->conn_ev;
+    w = msgpipe__w32.WaitForMultipleObjects(2, hs, FALSE,
+                                            msgpipe__w_left(deadline));
+    if (w == WAIT_TIMEOUT) {
+        msgpipe__set_os_error(WAIT_TIMEOUT);
+        return MSGPIPE_ETIMEDOUT;
+    }
+    if (w == WAIT_OBJECT_0)
+        return MSGPIPE_ESHUTDOWN;
+    if (w != WAIT_OBJECT_0 + 1)
+        return msgpipe__w_error(GetLastError());
+    return MSGPIPE_OK;
+}
+
 static int msgpipe__w_tcp_srv_accept(msgpipe_server *srv, int timeout_ms,
                                      msgpipe **out)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
-    HANDLE hs[2];
-    DWORD w;
     int rc;
 
     for (;;) {
@@ -427,18 +447,9 @@ static int msgpipe__w_tcp_srv_accept(msgpipe_server *srv, int timeout_ms,
             msgpipe__w_pl_touch(NULL, srv);
             return rc;
         }
-        hs[0] = srv->stop_ev;
-        hs[1] = srv->conn_ev;
-        w = msgpipe__w32.WaitForMultipleObjects(2, hs, FALSE,
-                                                msgpipe__w_left(deadline));
-        if (w == WAIT_TIMEOUT) {
-            msgpipe__set_os_error(WAIT_TIMEOUT);
-            return MSGPIPE_ETIMEDOUT;
-        }
-        if (w == WAIT_OBJECT_0)
-            return MSGPIPE_ESHUTDOWN;
-        if (w != WAIT_OBJECT_0 + 1)
-            return msgpipe__w_error(GetLastError());
+        rc = msgpipe__w_srv_wait(srv, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
     }
 }
 
@@ -563,9 +574,8 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
 {
     int64_t deadline = msgpipe__deadline(timeout_ms);
     struct msgpipe__w_inst *in;
-    HANDLE hs[2];
     msgpipe *p;
-    DWORD w, e;
+    DWORD e;
     int i, k, live, rc, fill_rc;
 
     if (srv->tcp)
@@ -603,18 +613,9 @@ int msgpipe__b_accept(msgpipe_server *srv, int timeout_ms, msgpipe **out)
         if (live == 0)
             return fill_rc; /* no instance at all, and none can be made */
 
-        hs[0] = srv->stop_ev;
-        hs[1] = srv->conn_ev;
-        w = msgpipe__w32.WaitForMultipleObjects(2, hs, FALSE,
-                                                msgpipe__w_left(deadline));
-        if (w == WAIT_TIMEOUT) {
-            msgpipe__set_os_error(WAIT_TIMEOUT);
-            return MSGPIPE_ETIMEDOUT;
-        }
-        if (w == WAIT_OBJECT_0)
-            return MSGPIPE_ESHUTDOWN;
-        if (w != WAIT_OBJECT_0 + 1)
-            return msgpipe__w_error(GetLastError());
+        rc = msgpipe__w_srv_wait(srv, deadline);
+        if (rc != MSGPIPE_OK)
+            return rc;
         /* conn_ev: scan again. */
     }
 
