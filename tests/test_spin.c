@@ -625,31 +625,40 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
+/* Fill a's direction to b, then send one more message (its first byte
+ * 'L') without a timeout while b is emptied in another thread: the send
+ * returns OK and every message arrives, the last one last. */
+static void check_send_waiting_for_room_delivers(msgpipe *a, msgpipe *b)
+{
+    static unsigned char m[4096];
+    sup_thread *t;
+    drainer d;
+
+    memset(m, 'f', sizeof(m));
+    d.p = b;
+    d.want = fill(a, m, sizeof(m)) + 1;
+    d.rc = MSGPIPE_OK;
+    t = sup_thread_start(drain_main, &d);
+    m[0] = 'L';
+    assert_rc(msgpipe_send(a, m, sizeof(m), MSGPIPE_INFINITE), MSGPIPE_OK);
+    sup_thread_join(t);
+    assert_rc(d.rc, MSGPIPE_OK);
+    assert_int_equal(d.got, d.want);
+}
+
 /* A send that waits for room with a spin, in both backends: whether the
- * room comes during the spin or after it, the send returns OK and every
- * message arrives, the last one last. */
+ * room comes during the spin (a long one) or after it (a short one), the
+ * send returns OK and every message arrives, the last one last. */
 static void test_send_waiting_for_room_with_spin_delivers(void **s)
 {
     static const int64_t spins[] = {200, SPIN_LONG};
-    static unsigned char m[4096];
     msgpipe *a = NULL, *b = NULL;
-    sup_thread *t;
-    drainer d;
     size_t k;
     (void)s;
 
     for (k = 0; k < 2; k++) {
         spin_pair(spins[k], &a, &b);
-        memset(m, 'f', sizeof(m));
-        d.p = b;
-        d.want = fill(a, m, sizeof(m)) + 1;
-        d.rc = MSGPIPE_OK;
-        t = sup_thread_start(drain_main, &d);
-        m[0] = 'L';
-        assert_rc(msgpipe_send(a, m, sizeof(m), MSGPIPE_INFINITE), MSGPIPE_OK);
-        sup_thread_join(t);
-        assert_rc(d.rc, MSGPIPE_OK);
-        assert_int_equal(d.got, d.want);
+        check_send_waiting_for_room_delivers(a, b);
         msgpipe_close(a);
         msgpipe_close(b);
     }
@@ -702,26 +711,14 @@ static void test_tcp_pipes_spin(void **s)
 static void test_tcp_send_waiting_for_room_with_spin_delivers(void **s)
 {
     static const int64_t spins[] = {200, SPIN_LONG};
-    static unsigned char m[4096];
     msgpipe *c = NULL, *a = NULL;
     msgpipe_server *srv;
-    sup_thread *t;
-    drainer d;
     size_t k;
     (void)s;
 
     for (k = 0; k < 2; k++) {
         srv = spin_tcp_pair(spins[k], &c, &a);
-        memset(m, 'f', sizeof(m));
-        d.p = a;
-        d.want = fill(c, m, sizeof(m)) + 1;
-        d.rc = MSGPIPE_OK;
-        t = sup_thread_start(drain_main, &d);
-        m[0] = 'L';
-        assert_rc(msgpipe_send(c, m, sizeof(m), MSGPIPE_INFINITE), MSGPIPE_OK);
-        sup_thread_join(t);
-        assert_rc(d.rc, MSGPIPE_OK);
-        assert_int_equal(d.got, d.want);
+        check_send_waiting_for_room_delivers(c, a);
         msgpipe_close(c);
         msgpipe_close(a);
         msgpipe_server_close(srv);
