@@ -208,6 +208,10 @@ struct msgpipe {
 int msgpipe__w_pipe_new(HANDLE h, int server_end, ULONG_PTR key,
                         const msgpipe__opts *o, msgpipe **out);
 
+/* What every pipe, named or tcp://, takes from its options and its side:
+ * server_end, max_message, linger_ms, spin_us. */
+void msgpipe__w_pipe_opts(msgpipe *p, int server_end, const msgpipe__opts *o);
+
 /* ---- tcp:// (win32_tcp.c) ---------------------------------------------
  * The entry points of msgpipe's calls route TCP pipes (p->tcp) here. */
 int msgpipe__w_tcp_connect(const msgpipe__name *name, const msgpipe__opts *o,

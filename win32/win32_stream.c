@@ -373,6 +373,14 @@ int msgpipe__w_ov_done(const OVERLAPPED *ov)
            (ULONG_PTR)STATUS_PENDING;
 }
 
+void msgpipe__w_pipe_opts(msgpipe *p, int server_end, const msgpipe__opts *o)
+{
+    p->server_end = server_end;
+    p->max_message = o->max_message;
+    p->linger_ms = o->linger_ms;
+    p->spin_us = o->spin_us;
+}
+
 int msgpipe__w_pipe_new(HANDLE h, int server_end, ULONG_PTR key,
                         const msgpipe__opts *o, msgpipe **out)
 {
@@ -382,10 +390,7 @@ int msgpipe__w_pipe_new(HANDLE h, int server_end, ULONG_PTR key,
     if (p == NULL)
         return MSGPIPE_ENOMEM;
     p->h = h;
-    p->server_end = server_end;
-    p->max_message = o->max_message;
-    p->linger_ms = o->linger_ms;
-    p->spin_us = o->spin_us;
+    msgpipe__w_pipe_opts(p, server_end, o);
     p->rx_state = MSGPIPE__W_RX_IDLE;
     p->rd_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
     p->ready_ev = CreateEventW(NULL, TRUE, FALSE, NULL);

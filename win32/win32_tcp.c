@@ -253,10 +253,7 @@ static int msgpipe__t_setup(SOCKET s, int server_end, const msgpipe__opts *o,
     int rc;
 
     p->h = INVALID_HANDLE_VALUE;
-    p->server_end = server_end;
-    p->max_message = o->max_message;
-    p->linger_ms = o->linger_ms;
-    p->spin_us = o->spin_us;
+    msgpipe__w_pipe_opts(p, server_end, o);
     p->tx_seen = 1;
     t->s = s;
     /* An accepted socket has its listening socket's selection: replaced
